@@ -1,0 +1,1 @@
+"""Channels: one per target type, each a real client of its protocol."""

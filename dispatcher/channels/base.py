@@ -1,0 +1,71 @@
+"""The Channel role and what a send can come back with.
+
+A channel makes one attempt and classifies the result; deciding whether and when to try again is
+the deliverer's job (`dispatcher.delivery`). Channels never raise for a failed send: every
+failure comes back as `SendFailed`, retryable or not, with any Retry-After the target asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from dispatcher.events import Event
+from dispatcher.subscriptions.models import Subscription
+
+
+def delivery_id(event: Event, subscription_name: str) -> str:
+    """A delivery's stable id: the same for every retry and redelivery of this event to this
+    subscription, so receivers can drop duplicates (Standard Webhooks' `webhook-id`)."""
+    digest = hashlib.sha256(
+        f"{event.source}\x00{event.id}\x00{subscription_name}".encode()
+    ).hexdigest()
+    return f"dlv_{digest[:32]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event on its way to one subscription's target."""
+
+    event: Event
+    subscription: Subscription
+    id: str
+    attempt: int = 1  # 1 for the first try, counting every try so far across retries
+
+    @classmethod
+    def of(cls, event: Event, subscription: Subscription) -> Delivery:
+        return cls(event, subscription, delivery_id(event, subscription.name))
+
+
+@dataclass(frozen=True, slots=True)
+class SendOk:
+    """The target accepted the notification. `detail` is what it answered, for logs and
+    `test-target` (a status line, never a secret)."""
+
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailed:
+    """The target did not accept it. `retryable` says whether trying again may help;
+    `retry_after_s` carries the delay the target asked for, if any."""
+
+    reason: str
+    retryable: bool
+    retry_after_s: float | None = None
+
+
+SendResult = SendOk | SendFailed
+
+
+class Channel(Protocol):
+    """Sends deliveries to one type of target."""
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        """Make one attempt. Never raises for a failed send (it returns SendFailed)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; called once at shutdown."""
+        ...

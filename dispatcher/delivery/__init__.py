@@ -1,0 +1,1 @@
+"""Delivery: one event to one target, with retries, ending in exactly one outcome."""

@@ -1,0 +1,102 @@
+"""The daemon's settings, as read from its YAML file (see `dispatcher.config` for the loading).
+
+Every section forbids unknown keys, so a typo is an error with its line rather than a setting
+silently ignored. Secrets are `SecretStr`: they never show in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
+from dispatcher.subscriptions.models import Subscription
+
+_AMQP_NAME = r"^[A-Za-z0-9_.:\-]{1,255}$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class BrokerSettings(_Section):
+    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    exchange: str = Field(default="events", pattern=_AMQP_NAME)
+    queue: str = Field(default="dispatcher.events", pattern=_AMQP_NAME)
+    dead_letter_queue: str = Field(default="dispatcher.dead", pattern=_AMQP_NAME)
+    #: the exchange dead letters are published to; defaults to the dead-letter queue's name
+    dead_letter_exchange: str | None = Field(default=None, pattern=_AMQP_NAME)
+    prefetch: int = Field(default=200, ge=1, le=65535)
+    #: redeliveries of one event before the broker parks it (a message that crashes the daemon)
+    delivery_limit: int = Field(default=10, ge=1, le=1000)
+    max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1024, le=128 * 1024 * 1024)
+    connection_name: str = "dispatcher"
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    heartbeat_s: int = Field(default=30, ge=0, le=600)
+    reconnect_initial_delay_s: float = Field(default=0.5, gt=0)
+    reconnect_max_delay_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_url(cls, url: SecretStr) -> SecretStr:
+        parts = urlsplit(url.get_secret_value())
+        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+            raise ValueError("must be an amqp:// or amqps:// URL with a host")
+        return url
+
+    @property
+    def dead_exchange(self) -> str:
+        return self.dead_letter_exchange or self.dead_letter_queue
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url.get_secret_value())
+
+
+class DeliverySettings(_Section):
+    #: tries in process before a delivery is given up (dead-lettered)
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=10.0, ge=0)
+    #: the longest Retry-After honoured in process; a longer one ends the in-process tries
+    max_retry_after_s: float = Field(default=30.0, ge=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: auto: human console output on a TTY, JSON lines otherwise
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class Settings(_Section):
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    #: on SIGTERM, how long in-flight events may take to finish before they are handed back
+    shutdown_timeout_s: float = Field(default=8.0, ge=0)
+    subscriptions: list[Subscription] = Field(default_factory=list)
+    #: a YAML file holding the subscription list; relative to the config file
+    subscriptions_file: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: set[str] = set()
+        for sub in self.subscriptions:
+            if sub.name in seen:
+                raise ValueError(f"subscription name {sub.name!r} is used twice")
+            seen.add(sub.name)
+        return self

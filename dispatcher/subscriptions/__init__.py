@@ -1,0 +1,1 @@
+"""Subscriptions: who wants which events, delivered where."""

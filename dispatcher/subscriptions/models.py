@@ -1,0 +1,205 @@
+"""Subscription, Filter and Target: the data a team writes to ask for notifications.
+
+Pure pydantic models, validated at load time so a mistake is a config error with a line number,
+never a failure at delivery time. Event names written the seeds' way (`parameter_created`,
+`DEPLOYMENT_SUCCESSFUL`) are normalised here to dispatcher's types (`parameter.created`,
+`deployment.succeeded`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+#: Resources and actions of the seeds' event names, and the synonyms they use for actions.
+RESOURCES = frozenset(
+    {"parameter", "project", "environment", "value", "deployment", "file", "template", "secret"}
+)
+ACTION_SYNONYMS = {
+    "successful": "succeeded",
+    "success": "succeeded",
+    "succeeded": "succeeded",
+    "failure": "failed",
+    "failed": "failed",
+    "canceled": "cancelled",
+    "cancelled": "cancelled",
+    "started": "started",
+    "created": "created",
+    "updated": "updated",
+    "deleted": "deleted",
+    "uploaded": "uploaded",
+    "downloaded": "downloaded",
+}
+
+_EVENT_PATTERN = re.compile(r"^[A-Za-z0-9_.:/*?\-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/\-]{0,199}$")
+
+
+def normalise_event_name(name: str) -> str:
+    """Map a seeds-style event name to dispatcher's `<resource>.<action>`; others pass unchanged.
+
+    >>> normalise_event_name("parameter_created"), normalise_event_name("DEPLOYMENT_FAILURE")
+    ('parameter.created', 'deployment.failed')
+    """
+    if "." in name or "_" not in name or "*" in name or "?" in name:
+        return name
+    resource, _, action = name.lower().partition("_")
+    if resource in RESOURCES and action in ACTION_SYNONYMS:
+        return f"{resource}.{ACTION_SYNONYMS[action]}"
+    return name
+
+
+def _check_patterns(values: list[str], what: str) -> list[str]:
+    for value in values:
+        if not value or not value.strip():
+            raise ValueError(f"empty {what}")
+        if value != value.strip():
+            raise ValueError(f"{what} {value!r} has leading or trailing spaces")
+    return values
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Filter(_Model):
+    """Every field given must match the event; a field left out matches anything.
+
+    Lists are alternatives. Values are compared case-insensitively and `*` (any run of characters)
+    and `?` (one character) are wildcards, as in Qovery's `project_names_filter`.
+    """
+
+    organization: list[str] = Field(default_factory=list)
+    projects: list[str] = Field(default_factory=list)
+    environment_types: list[str] = Field(default_factory=list)
+    environments: list[str] = Field(default_factory=list)
+    repositories: list[str] = Field(default_factory=list)
+    apps: list[str] = Field(default_factory=list)
+    actors: list[str] = Field(default_factory=list)
+
+    @field_validator("organization", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("*")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        return _check_patterns(values, "pattern")
+
+    def constraints(self) -> dict[str, list[str]]:
+        """The fields that constrain, keyed by the event attribute each one reads."""
+        by_attribute = {
+            "organization": self.organization,
+            "project": self.projects,
+            "envtype": self.environment_types,
+            "environment": self.environments,
+            "repository": self.repositories,
+            "app": self.apps,
+            "actor": self.actors,
+        }
+        return {attribute: patterns for attribute, patterns in by_attribute.items() if patterns}
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return url
+
+
+class WebhookTarget(_Model):
+    """POST the event as a structured CloudEvent, signed the Standard Webhooks way."""
+
+    type: Literal["webhook"]
+    url: SecretStr  # a webhook URL often carries a token in its path or query
+    secret: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: SecretStr) -> SecretStr:
+        _check_url(url.get_secret_value())
+        return url
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, secret: SecretStr | None) -> SecretStr | None:
+        if secret is not None:
+            signing_key(secret)
+        return secret
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        reserved = {"content-type", "content-length", "host"}
+        for name in headers:
+            if name.lower() in reserved or name.lower().startswith("webhook-"):
+                raise ValueError(f"header {name!r} is set by dispatcher and cannot be overridden")
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+        return headers
+
+
+def signing_key(secret: SecretStr) -> bytes:
+    """The HMAC key of a Standard Webhooks secret (`whsec_` + base64), or ValueError."""
+    raw = secret.get_secret_value()
+    encoded = raw.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "must be a Standard Webhooks signing key: 'whsec_' followed by base64"
+        ) from None
+    if len(key) < 16:
+        raise ValueError("signing key is too short: use at least 16 random bytes (24 recommended)")
+    return key
+
+
+class LogTarget(_Model):
+    """Write the notification to dispatcher's own log: for local use and trying things out."""
+
+    type: Literal["log"]
+    level: Literal["debug", "info", "warning"] = "info"
+
+
+Target = Annotated[WebhookTarget | LogTarget, Field(discriminator="type")]
+
+
+class Subscription(_Model):
+    """One team's request: these events, filtered so, delivered to that target."""
+
+    name: str
+    enabled: bool = True
+    description: str = ""
+    events: list[str] = Field(min_length=1)
+    filter: Filter = Field(default_factory=Filter)
+    target: Target
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError(
+                "must start with a letter or digit and use only letters, digits and _ . : @ / -"
+                " (at most 200 characters)"
+            )
+        return name
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, events: list[str]) -> list[str]:
+        _check_patterns(events, "event pattern")
+        for pattern in events:
+            if not _EVENT_PATTERN.match(pattern):
+                raise ValueError(
+                    f"event pattern {pattern!r} may use only letters, digits, _ . : / - "
+                    "and the wildcards * and ?"
+                )
+        return [normalise_event_name(pattern) for pattern in events]

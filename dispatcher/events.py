@@ -6,9 +6,13 @@ event comes back as `InvalidEvent(reason)` so the consumer can dead-letter it wi
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 
@@ -70,3 +74,36 @@ def decode(
 ) -> Event | InvalidEvent:
     """Decode one AMQP message (structured or binary mode) into an Event or an InvalidEvent."""
     raise NotImplementedError
+
+
+def new_event(
+    type: str,
+    source: str,
+    *,
+    data: Any = None,
+    subject: str | None = None,
+    id: str | None = None,
+    time: datetime | None = None,
+    **extensions: str,
+) -> dict[str, Any]:
+    """A well-formed structured-mode CloudEvent as a dict: a fresh id and the current time unless
+    given. Extensions (`project=`, `envtype=`, ...) are added as attributes when not None."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": id or str(uuid.uuid4()),
+        "source": source,
+        "type": type,
+        "time": (time or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+    }
+    if subject is not None:
+        event["subject"] = subject
+    event.update({name: value for name, value in extensions.items() if value is not None})
+    if data is not None:
+        event["datacontenttype"] = "application/json"
+        event["data"] = data
+    return event
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    """The structured-mode JSON encoding of an event dict."""
+    return orjson.dumps(event)

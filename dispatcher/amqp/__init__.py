@@ -1,0 +1,1 @@
+"""RabbitMQ: the topology as data, the consumer loop, confirmed publishing."""

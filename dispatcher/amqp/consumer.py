@@ -1,0 +1,211 @@
+"""The consumer: one aiormq connection, kept alive across broker restarts, feeding the pipeline.
+
+Guarantees: an event is acked only after its pipeline run ended and every message it asked for
+(dead letters) was confirmed by the broker. Anything else (a crash, a lost connection, a failed
+publish, a shutdown deadline) leaves the event unacked or nacked, so the broker delivers it again.
+Deliveries carry a stable id, so receivers can drop the duplicates that at-least-once implies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import aiormq
+import structlog
+from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
+from pamqp.commands import Basic
+
+from dispatcher.amqp.topology import declare, topology
+from dispatcher.errors import BrokerError, PublishError
+from dispatcher.pipeline import Incoming, Outgoing
+from dispatcher.settings import BrokerSettings
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Incoming], Awaitable[list[Outgoing]]]
+
+#: failures of the connection that mean "reconnect and carry on"
+CONNECTION_ERRORS = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelClosed,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+class Consumer:
+    """Consumes the work queue until `stop()`; reconnects with backoff when the broker goes."""
+
+    def __init__(self, broker: BrokerSettings, handler: Handler) -> None:
+        self._broker = broker
+        self._handler = handler
+        self._topology = topology(broker)
+        self._stop = asyncio.Event()
+        self._inflight: set[asyncio.Task[object]] = set()
+        self._publisher: AbstractChannel | None = None
+        self.connected = asyncio.Event()  # set while consuming
+        self.reconnects = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.connected.is_set()
+
+    def stop(self) -> None:
+        """Ask `run()` to stop consuming, drain in-flight events and return."""
+        self._stop.set()
+
+    async def run(self, shutdown_timeout_s: float) -> None:
+        """Consume until stopped. Raises BrokerError when the broker refuses our topology
+        (that needs a person, not a retry)."""
+        delay = self._broker.reconnect_initial_delay_s
+        while not self._stop.is_set():
+            try:
+                await self._session(shutdown_timeout_s)
+                delay = self._broker.reconnect_initial_delay_s
+            except BrokerError:
+                raise
+            except CONNECTION_ERRORS as exc:
+                self.connected.clear()
+                log.warning(
+                    "broker connection lost",
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=round(delay, 2),
+                    broker=self._broker.safe_url,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, self._broker.reconnect_max_delay_s)
+                self.reconnects += 1
+
+    async def _session(self, shutdown_timeout_s: float) -> None:
+        connection = await asyncio.wait_for(
+            aiormq.connect(
+                self._broker.url.get_secret_value(),
+                client_properties={"connection_name": self._broker.connection_name},
+            ),
+            self._broker.connect_timeout_s,
+        )
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            self._publisher = await connection.channel(publisher_confirms=True)
+            await declare(channel, self._topology)
+            await channel.basic_qos(prefetch_count=self._broker.prefetch)
+            cancelled = asyncio.get_running_loop().create_future()
+
+            def on_cancel(frame: object) -> None:
+                if not cancelled.done():
+                    cancelled.set_result(frame)
+
+            channel.on_consumer_cancel_callbacks.add(on_cancel)
+            ok = await channel.basic_consume(self._broker.queue, self._on_message, no_ack=False)
+            self.connected.set()
+            log.info("consuming", queue=self._broker.queue, broker=self._broker.safe_url)
+            await self._wait_for_end(connection, channel, cancelled)
+            if self._stop.is_set():
+                await self._drain(channel, ok.consumer_tag or "", shutdown_timeout_s)
+            elif cancelled.done():
+                raise aiormq.exceptions.ChannelClosed(None, "consumer cancelled by the broker")
+        finally:
+            self.connected.clear()
+            await self._abandon_inflight()
+            with contextlib.suppress(*CONNECTION_ERRORS, RuntimeError):
+                await asyncio.wait_for(connection.close(), 5)
+
+    async def _wait_for_end(
+        self,
+        connection: AbstractConnection,
+        channel: AbstractChannel,
+        cancelled: asyncio.Future[object],
+    ) -> None:
+        assert self._publisher is not None
+        stop = asyncio.ensure_future(self._stop.wait())
+        watched = [connection.closing, channel.closing, self._publisher.closing, cancelled, stop]
+        try:
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        for future in done:
+            if future is not stop and future is not cancelled and not future.cancelled():
+                exc = future.exception()
+                raise exc if exc else aiormq.exceptions.ConnectionClosed(0, "closed")
+
+    async def _drain(self, channel: AbstractChannel, consumer_tag: str, timeout_s: float) -> None:
+        """Stop taking messages, let in-flight events finish within the deadline."""
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            await channel.basic_cancel(consumer_tag)
+        pending = set(self._inflight)
+        log.info("draining", in_flight=len(pending), timeout_s=timeout_s)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout_s)
+            if late:
+                log.warning(
+                    "shutdown deadline passed; returning events to the queue", late=len(late)
+                )
+
+    async def _abandon_inflight(self) -> None:
+        """Cancel what is still running; its events stay unacked and the broker redelivers them."""
+        tasks = set(self._inflight)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            await self._process(message)
+        finally:
+            self._inflight.discard(task)
+
+    async def _process(self, message: DeliveredMessage) -> None:
+        props = message.header.properties
+        incoming = Incoming(
+            body=message.body,
+            headers=props.headers or {},
+            content_type=props.content_type,
+            routing_key=message.routing_key or "",
+            redelivered=bool(message.redelivered),
+        )
+        tag = message.delivery_tag
+        assert tag is not None  # always set on Basic.Deliver
+        try:
+            outgoing = await self._handler(incoming)
+            for out in outgoing:
+                await self._publish(out)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # not acked: the broker redelivers, then parks it at the limit
+            log.exception("event processing failed; returning it to the queue", error=str(exc))
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await message.channel.basic_nack(tag, requeue=True)
+            return
+        try:
+            await message.channel.basic_ack(tag)
+        except CONNECTION_ERRORS:
+            log.warning("ack lost with the channel; the broker will redeliver the event")
+
+    async def _publish(self, out: Outgoing) -> None:
+        publisher = self._publisher
+        if publisher is None or publisher.is_closed:
+            raise PublishError("no open channel to publish on")
+        exchange = self._broker.dead_exchange
+        confirmation = await publisher.basic_publish(
+            out.body,
+            exchange=exchange,
+            routing_key=out.routing_key,
+            mandatory=True,
+            properties=aiormq.spec.Basic.Properties(
+                content_type=out.content_type,
+                delivery_mode=2,
+                headers=out.headers,
+                message_id=out.message_id,
+            ),
+        )
+        if not isinstance(confirmation, Basic.Ack):
+            raise PublishError(f"broker did not confirm the {out.kind} on {exchange!r}")

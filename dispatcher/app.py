@@ -1,0 +1,136 @@
+"""The composition root: builds channels, deliverer, pipeline and consumer from the settings,
+runs them, and turns signals into actions (TERM/INT: drain and stop; HUP: reload subscriptions)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+
+from dispatcher.amqp.consumer import Consumer
+from dispatcher.channels.base import Channel
+from dispatcher.channels.log import LogChannel
+from dispatcher.channels.webhook import WebhookChannel
+from dispatcher.config import load_settings
+from dispatcher.delivery.deliverer import Deliverer
+from dispatcher.delivery.retry import RetryPolicy
+from dispatcher.errors import BrokerError, ConfigError
+from dispatcher.logs import SecretRedactor
+from dispatcher.pipeline import Pipeline
+from dispatcher.settings import Settings
+from dispatcher.subscriptions.matcher import Matcher
+from dispatcher.subscriptions.models import Subscription, WebhookTarget
+
+log = structlog.get_logger(__name__)
+
+
+def secrets_of(settings: Settings) -> Iterator[str]:
+    """Every secret value in the settings, for the log redactor."""
+    url = settings.broker.url.get_secret_value()
+    yield url
+    password = urlsplit(url).password
+    if password:
+        yield password
+    for sub in settings.subscriptions:
+        yield from _target_secrets(sub)
+
+
+def _target_secrets(sub: Subscription) -> Iterator[str]:
+    target = sub.target
+    if isinstance(target, WebhookTarget):
+        yield target.url.get_secret_value()
+        if target.secret is not None:
+            yield target.secret.get_secret_value()
+        yield from target.headers.values()
+
+
+def build_channels() -> dict[str, Channel]:
+    return {"webhook": WebhookChannel(), "log": LogChannel()}
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: str | Path | None = None,
+        redactor: SecretRedactor | None = None,
+    ) -> None:
+        self.settings = settings
+        self._config_path = config_path
+        self._redactor = redactor or SecretRedactor()
+        self._redactor.update(secrets_of(settings))
+        self.channels = build_channels()
+        delivery = settings.delivery
+        self.deliverer = Deliverer(
+            self.channels,
+            RetryPolicy(
+                attempts=delivery.attempts,
+                initial_s=delivery.backoff_initial_s,
+                max_s=delivery.backoff_max_s,
+                max_retry_after_s=delivery.max_retry_after_s,
+            ),
+        )
+        self.pipeline = Pipeline(
+            Matcher(settings.subscriptions),
+            self.deliverer,
+            max_event_bytes=settings.broker.max_event_bytes,
+        )
+        self.consumer = Consumer(settings.broker, self.pipeline.handle)
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+    def reload(self) -> None:
+        """Re-read the subscriptions; a config that does not load leaves the running ones."""
+        if self._config_path is None:
+            log.warning("reload ignored: no config file to reload from")
+            return
+        try:
+            fresh = load_settings(self._config_path)
+        except ConfigError as exc:
+            log.error("reload refused; keeping the running subscriptions", problems=str(exc))
+            return
+        self._redactor.update(secrets_of(fresh))
+        self.pipeline.matcher = Matcher(fresh.subscriptions)
+        log.info("subscriptions reloaded", subscriptions=len(self.pipeline.matcher))
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; 0 on a clean stop, 1 when the broker refuses our setup."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        log.info(
+            "dispatcher starting",
+            subscriptions=len(self.pipeline.matcher),
+            broker=self.settings.broker.safe_url,
+            queue=self.settings.broker.queue,
+        )
+        try:
+            await self.consumer.run(self.settings.shutdown_timeout_s)
+        except BrokerError as exc:
+            log.error("broker refused dispatcher's setup", error=str(exc))
+            return 1
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await asyncio.gather(*(c.close() for c in self.channels.values()))
+        stats = self.pipeline.stats
+        log.info(
+            "dispatcher stopped",
+            consumed=stats.consumed,
+            delivered=stats.delivered,
+            dead_lettered=stats.dead_lettered,
+            invalid=stats.invalid,
+            unmatched=stats.unmatched,
+        )
+        return 0
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log.info("stop requested", signal=sig.name)
+        self.stop()

@@ -1,0 +1,37 @@
+"""The `log` target: writes each notification to dispatcher's own log, for local use."""
+
+from __future__ import annotations
+
+import logging
+
+import structlog
+
+from dispatcher.channels.base import Delivery, SendOk, SendResult
+from dispatcher.events import MATCH_ATTRIBUTES
+from dispatcher.subscriptions.models import LogTarget
+
+log = structlog.get_logger(__name__)
+
+
+class LogChannel:
+    """Delivers by logging one `notification` line with what happened, to what and where."""
+
+    async def send(self, delivery: Delivery) -> SendResult:
+        target = delivery.subscription.target
+        assert isinstance(target, LogTarget)
+        event = delivery.event
+        where = {name: event.attr(name) for name in MATCH_ATTRIBUTES if event.attr(name)}
+        log.log(
+            logging.getLevelNamesMapping()[target.level.upper()],
+            "notification",
+            type=event.type,
+            source=event.source,
+            subject=event.subject,
+            time=event.time,
+            data=event.data,
+            **where,
+        )
+        return SendOk("logged")
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,131 @@
+"""The `dispatcher` command: run, check-config, publish."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from dispatcher import __version__
+from dispatcher.config import load_settings, summarize
+from dispatcher.errors import ConfigError, DispatcherError
+from dispatcher.events import MATCH_ATTRIBUTES
+from dispatcher.settings import Settings
+
+EXIT_CONFIG = 2
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("DISPATCHER_CONFIG"),
+        help="the YAML config file (default: $DISPATCHER_CONFIG)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dispatcher", description="Turns events on RabbitMQ into notifications."
+    )
+    parser.add_argument("--version", action="version", version=f"dispatcher {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon")
+    _config_arg(run)
+
+    check = commands.add_parser("check-config", help="validate a config file, connect nowhere")
+    _config_arg(check)
+
+    publish = commands.add_parser("publish", help="publish one event, print its id")
+    _config_arg(publish)
+    publish.add_argument("type", help="the event type, e.g. deployment.failed")
+    publish.add_argument("--source", default="urn:dispatcher:cli", help="the event source")
+    publish.add_argument("--subject", help="what the event is about, e.g. a parameter name")
+    publish.add_argument("--id", help="the event id (default: a new UUID)")
+    publish.add_argument("--data", help="the event data, as JSON")
+    for name in MATCH_ATTRIBUTES:
+        publish.add_argument(f"--{name}", help=f"the {name} extension attribute")
+    return parser
+
+
+def _load(path: str | None) -> Settings:
+    if not path:
+        raise ConfigError([])  # reported by the caller with a hint
+    return load_settings(path)
+
+
+def _report_config_error(exc: ConfigError, path: str | None) -> int:
+    if not exc.problems:
+        print(
+            "dispatcher: no config file: pass --config PATH or set DISPATCHER_CONFIG",
+            file=sys.stderr,
+        )
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    print(f"{args.config}: OK: {summarize(settings)}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from dispatcher import logs
+    from dispatcher.app import App
+
+    settings = _load(args.config)
+    redactor = logs.configure(settings.logging.level, settings.logging.format)
+    app = App(settings, config_path=args.config, redactor=redactor)
+    return asyncio.run(app.run())
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from dispatcher.publisher import AsyncPublisher
+
+    settings = _load(args.config)
+    data: Any = None
+    if args.data is not None:
+        try:
+            data = orjson.loads(args.data)
+        except orjson.JSONDecodeError as exc:
+            print(f"dispatcher publish: --data is not valid JSON: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    extensions = {name: getattr(args, name) for name in MATCH_ATTRIBUTES}
+
+    async def publish() -> str:
+        async with AsyncPublisher(
+            settings.broker.url.get_secret_value(), settings.broker.exchange, source=args.source
+        ) as publisher:
+            event_id: str = await publisher.publish(
+                args.type, data, subject=args.subject, id=args.id, **extensions
+            )
+            return event_id
+
+    print(asyncio.run(publish()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "check-config": _cmd_check, "publish": _cmd_publish}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        return _report_config_error(exc, args.config)
+    except DispatcherError as exc:
+        print(f"dispatcher {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+# Shared by scripts/run and scripts/test: set up the virtualenv and make sure RabbitMQ answers.
+# shellcheck shell=bash
+
+die() { echo "dispatcher: $*" >&2; exit 1; }
+
+ensure_venv() {
+  local python="${PYTHON:-python3}"
+  command -v "$python" >/dev/null || die "python3 (3.11 or newer) is not installed: apt-get install python3 python3-venv"
+  "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "dispatcher needs Python 3.11 or newer; $("$python" --version) found (set PYTHON=/path/to/python3.11)"
+  if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv || die "could not create .venv: apt-get install python3-venv"
+  fi
+  # Reinstall only when the dependencies changed since the last install.
+  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
+    .venv/bin/python -m pip install --quiet -e ".[dev]" || die "pip install failed (see above)"
+    touch .venv/.installed
+  fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+ensure_rabbitmq() {
+  local host="${RABBITMQ_HOST:-127.0.0.1}" port="${RABBITMQ_PORT:-5672}"
+  port_open "$host" "$port" && return 0
+  if [ "$host" = 127.0.0.1 ] && command -v rabbitmq-server >/dev/null; then
+    echo "dispatcher: RabbitMQ is not answering on $host:$port; starting it" >&2
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    for _ in $(seq 1 90); do
+      port_open "$host" "$port" && return 0
+      sleep 1
+    done
+    die "RabbitMQ was started but does not answer on $host:$port after 90 s (see /var/log/rabbitmq/)"
+  fi
+  die "no RabbitMQ on $host:$port and none installed here: apt-get install rabbitmq-server (or set RABBITMQ_HOST/RABBITMQ_PORT)"
+}

@@ -1,0 +1,190 @@
+"""Test helpers: real HTTP sinks on loopback, unique broker names, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiormq
+import yaml
+from aiohttp import web
+
+AMQP_URL = os.environ.get("DISPATCHER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout_s: float = 15.0, what: str = "condition"
+) -> None:
+    """Poll a cheap in-memory predicate until true; fail after a bounded time."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Sink:
+    """An HTTP server on 127.0.0.1 that records every request; `status` per path is settable."""
+
+    base_url: str = ""
+    received: list[Received] = field(default_factory=list)
+    status: dict[str, int] = field(default_factory=dict)
+    hold: asyncio.Event | None = None  # when set, requests wait for it before answering
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        async with self.arrived:
+            self.received.append(Received(request.path, dict(request.headers), body))
+            self.arrived.notify_all()
+        if self.hold is not None:
+            await self.hold.wait()
+        return web.Response(status=self.status.get(request.path, 204))
+
+    async def wait_for(self, count: int, timeout_s: float = 15.0) -> None:
+        async with asyncio.timeout(timeout_s), self.arrived:
+            await self.arrived.wait_for(lambda: len(self.received) >= count)
+
+
+@dataclass
+class BrokerNames:
+    exchange: str
+    queue: str
+    dead_letter_queue: str
+    connection_name: str
+
+    def broker_config(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "url": AMQP_URL,
+            "exchange": self.exchange,
+            "queue": self.queue,
+            "dead_letter_queue": self.dead_letter_queue,
+            "connection_name": self.connection_name,
+            "reconnect_initial_delay_s": 0.1,
+            "reconnect_max_delay_s": 1.0,
+            **extra,
+        }
+
+
+def unique_names() -> BrokerNames:
+    tag = uuid.uuid4().hex[:10]
+    return BrokerNames(
+        exchange=f"test.events.{tag}",
+        queue=f"test.dispatcher.{tag}",
+        dead_letter_queue=f"test.dead.{tag}",
+        connection_name=f"dispatcher-test-{tag}",
+    )
+
+
+def write_config(
+    path: Path, names: BrokerNames, subscriptions: list[dict[str, Any]], **top: Any
+) -> Path:
+    config = {
+        "broker": names.broker_config(),
+        "delivery": {"attempts": 3, "backoff_initial_s": 0.01, "backoff_max_s": 0.05},
+        "logging": {"level": "info", "format": "json"},
+        "subscriptions": subscriptions,
+        **top,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+async def publish_raw(
+    channel: aiormq.abc.AbstractChannel,
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    headers: dict[str, Any] | None = None,
+    content_type: str | None = "application/cloudevents+json",
+) -> None:
+    confirmation = await channel.basic_publish(
+        body,
+        exchange=exchange,
+        routing_key=routing_key,
+        properties=aiormq.spec.Basic.Properties(
+            content_type=content_type, delivery_mode=2, headers=headers
+        ),
+    )
+    assert isinstance(confirmation, aiormq.spec.Basic.Ack)
+
+
+async def drain_queue(
+    channel: aiormq.abc.AbstractChannel, queue: str
+) -> list[aiormq.abc.DeliveredMessage]:
+    """Every message now in `queue`, acked (basic_get until empty; bounded by what is there)."""
+    messages = []
+    for _ in range(100_000):
+        message = await channel.basic_get(queue, no_ack=True)
+        if message.delivery_tag is None or isinstance(message.delivery, aiormq.spec.Basic.GetEmpty):
+            break
+        messages.append(message)
+    return messages
+
+
+async def queue_depth(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
+    ok = await channel.queue_declare(queue, passive=True)
+    return int(ok.message_count or 0)
+
+
+def close_broker_connections(connection_name: str) -> int:
+    """Close, from the broker side, every connection with this client-provided name."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "list_connections", "pid", "client_properties", "--formatter", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    closed = 0
+    for conn in json.loads(listing.stdout or "[]"):
+        props = conn.get("client_properties") or []
+        names = [p[2] for p in props if isinstance(p, list) and p and p[0] == "connection_name"]
+        if connection_name in names:
+            subprocess.run(
+                ["rabbitmqctl", "close_connection", conn["pid"], "test: broker-side close"],
+                capture_output=True,
+                timeout=30,
+                check=True,
+            )
+            closed += 1
+    return closed
+
+
+async def start_sink() -> tuple[Sink, Callable[[], Awaitable[None]]]:
+    sink = Sink()
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", sink.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    sink.base_url = f"http://127.0.0.1:{port}"
+    return sink, runner.cleanup

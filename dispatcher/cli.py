@@ -54,21 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str | None) -> Settings:
-    if not path:
-        raise ConfigError([])  # reported by the caller with a hint
+def _load(path: str) -> Settings:
     return load_settings(path)
-
-
-def _report_config_error(exc: ConfigError, path: str | None) -> int:
-    if not exc.problems:
-        print(
-            "dispatcher: no config file: pass --config PATH or set DISPATCHER_CONFIG",
-            file=sys.stderr,
-        )
-    for problem in exc.problems:
-        print(problem, file=sys.stderr)
-    return EXIT_CONFIG
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -114,12 +101,17 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.config:
+        parser.error("no config file: pass --config PATH or set DISPATCHER_CONFIG")
     handlers = {"run": _cmd_run, "check-config": _cmd_check, "publish": _cmd_publish}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
-        return _report_config_error(exc, args.config)
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
     except DispatcherError as exc:
         print(f"dispatcher {args.command}: {exc}", file=sys.stderr)
         return 1

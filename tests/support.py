@@ -154,27 +154,31 @@ async def queue_depth(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
 
 
 def close_broker_connections(connection_name: str) -> int:
-    """Close, from the broker side, every connection with this client-provided name."""
+    """Close, from the broker side, every connection with this client-provided name.
+
+    Reads the tab-separated listing: its pids (`<...>`) are what `close_connection` accepts;
+    the JSON formatter's `#PID<...>` are not.
+    """
     listing = subprocess.run(
-        ["rabbitmqctl", "list_connections", "pid", "client_properties", "--formatter", "json"],
+        ["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "pid", "client_properties"],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
-    closed = 0
-    for conn in json.loads(listing.stdout or "[]"):
-        props = conn.get("client_properties") or []
-        names = [p[2] for p in props if isinstance(p, list) and p and p[0] == "connection_name"]
-        if connection_name in names:
-            subprocess.run(
-                ["rabbitmqctl", "close_connection", conn["pid"], "test: broker-side close"],
-                capture_output=True,
-                timeout=30,
-                check=True,
-            )
-            closed += 1
-    return closed
+    pids = [
+        line.split("\t", 1)[0]
+        for line in listing.stdout.splitlines()
+        if f'{{"connection_name","{connection_name}"}}' in line
+    ]
+    for pid in pids:
+        subprocess.run(
+            ["rabbitmqctl", "close_connection", pid, "test: broker-side close"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+    return len(pids)
 
 
 async def start_sink() -> tuple[Sink, Callable[[], Awaitable[None]]]:

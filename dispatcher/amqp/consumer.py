@@ -16,6 +16,7 @@ import aiormq
 import structlog
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
+from yarl import URL
 
 from dispatcher.amqp.topology import declare, topology
 from dispatcher.errors import BrokerError, PublishError
@@ -47,6 +48,7 @@ class Consumer:
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
         self._publisher: AbstractChannel | None = None
+        self._unroutable: asyncio.Future[None] | None = None
         self.connected = asyncio.Event()  # set while consuming
         self.reconnects = 0
 
@@ -82,10 +84,12 @@ class Consumer:
                 self.reconnects += 1
 
     async def _session(self, shutdown_timeout_s: float) -> None:
+        url = URL(self._broker.url.get_secret_value())
+        if "heartbeat" not in url.query:
+            url = url.update_query(heartbeat=self._broker.heartbeat_s)
         connection = await asyncio.wait_for(
             aiormq.connect(
-                self._broker.url.get_secret_value(),
-                client_properties={"connection_name": self._broker.connection_name},
+                url, client_properties={"connection_name": self._broker.connection_name}
             ),
             self._broker.connect_timeout_s,
         )
@@ -95,6 +99,7 @@ class Consumer:
             await declare(channel, self._topology)
             await channel.basic_qos(prefetch_count=self._broker.prefetch)
             cancelled = asyncio.get_running_loop().create_future()
+            self._unroutable = asyncio.get_running_loop().create_future()
 
             def on_cancel(frame: object) -> None:
                 if not cancelled.done():
@@ -109,6 +114,8 @@ class Consumer:
                 await self._drain(channel, ok.consumer_tag or "", shutdown_timeout_s)
             elif cancelled.done():
                 raise aiormq.exceptions.ChannelClosed(None, "consumer cancelled by the broker")
+            elif self._unroutable.done():
+                raise aiormq.exceptions.ChannelClosed(None, "the dead-letter queue is unbound")
         finally:
             self.connected.clear()
             await self._abandon_inflight()
@@ -123,7 +130,15 @@ class Consumer:
     ) -> None:
         assert self._publisher is not None
         stop = asyncio.ensure_future(self._stop.wait())
-        watched = [connection.closing, channel.closing, self._publisher.closing, cancelled, stop]
+        assert self._unroutable is not None
+        watched = [
+            connection.closing,
+            channel.closing,
+            self._publisher.closing,
+            cancelled,
+            self._unroutable,
+            stop,
+        ]
         try:
             done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -195,17 +210,23 @@ class Consumer:
         if publisher is None or publisher.is_closed:
             raise PublishError("no open channel to publish on")
         exchange = self._broker.dead_exchange
-        confirmation = await publisher.basic_publish(
-            out.body,
-            exchange=exchange,
-            routing_key=out.routing_key,
-            mandatory=True,
-            properties=aiormq.spec.Basic.Properties(
-                content_type=out.content_type,
-                delivery_mode=2,
-                headers=out.headers,
-                message_id=out.message_id,
-            ),
-        )
+        try:
+            confirmation = await publisher.basic_publish(
+                out.body,
+                exchange=exchange,
+                routing_key=out.routing_key,
+                mandatory=True,
+                properties=aiormq.spec.Basic.Properties(
+                    content_type=out.content_type,
+                    delivery_mode=2,
+                    headers=out.headers,
+                    message_id=out.message_id,
+                ),
+            )
+        except aiormq.exceptions.PublishError:
+            # Nothing took it (queue deleted or unbound): reconnect, which declares it again.
+            if self._unroutable is not None and not self._unroutable.done():
+                self._unroutable.set_result(None)
+            raise PublishError(f"the {out.kind} on {exchange!r} reached no queue") from None
         if not isinstance(confirmation, Basic.Ack):
             raise PublishError(f"broker did not confirm the {out.kind} on {exchange!r}")

@@ -13,8 +13,12 @@ ensure_venv() {
   fi
   # Reinstall only when the dependencies changed since the last install.
   if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-    .venv/bin/python -m pip install --quiet -e ".[dev]" || die "pip install failed (see above)"
+    echo "dispatcher: installing dependencies into .venv (log: .venv/install.log)" >&2
+    if ! { .venv/bin/python -m pip install --upgrade pip \
+           && .venv/bin/python -m pip install -e ".[dev]"; } >.venv/install.log 2>&1; then
+      tail -n 20 .venv/install.log >&2
+      die "pip install failed (whole log: .venv/install.log)"
+    fi
     touch .venv/.installed
   fi
 }

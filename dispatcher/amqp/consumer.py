@@ -51,6 +51,7 @@ class Consumer:
         self._unroutable: asyncio.Future[None] | None = None
         self.connected = asyncio.Event()  # set while consuming
         self.reconnects = 0
+        self._consumed_once = False
 
     @property
     def ready(self) -> bool:
@@ -63,25 +64,30 @@ class Consumer:
     async def run(self, shutdown_timeout_s: float) -> None:
         """Consume until stopped. Raises BrokerError when the broker refuses our topology
         (that needs a person, not a retry)."""
-        delay = self._broker.reconnect_initial_delay_s
+        initial = delay = self._broker.reconnect_initial_delay_s
         while not self._stop.is_set():
+            self._consumed_once = False
             try:
                 await self._session(shutdown_timeout_s)
-                delay = self._broker.reconnect_initial_delay_s
             except BrokerError:
                 raise
             except CONNECTION_ERRORS as exc:
-                self.connected.clear()
                 log.warning(
                     "broker connection lost",
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in_s=round(delay, 2),
                     broker=self._broker.safe_url,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
-                delay = min(delay * 2, self._broker.reconnect_max_delay_s)
-                self.reconnects += 1
+            except Exception:  # whatever else broke the session, the daemon carries on
+                log.exception("broker session failed", retry_in_s=round(delay, 2))
+            else:
+                continue
+            if self._consumed_once:  # a session that worked: start the backoff over
+                delay = initial
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            delay = min(delay * 2, self._broker.reconnect_max_delay_s)
+            self.reconnects += 1
 
     async def _session(self, shutdown_timeout_s: float) -> None:
         url = URL(self._broker.url.get_secret_value())
@@ -108,6 +114,7 @@ class Consumer:
             channel.on_consumer_cancel_callbacks.add(on_cancel)
             ok = await channel.basic_consume(self._broker.queue, self._on_message, no_ack=False)
             self.connected.set()
+            self._consumed_once = True
             log.info("consuming", queue=self._broker.queue, broker=self._broker.safe_url)
             await self._wait_for_end(connection, channel, cancelled)
             if self._stop.is_set():

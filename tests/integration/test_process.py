@@ -210,3 +210,26 @@ async def test_publish_command_prints_the_id_of_a_well_formed_event(
         "v1.2",
         {"n": 1},
     )
+
+
+async def test_unreachable_broker_is_retried_and_sigterm_still_exits_cleanly(
+    tmp_path: Path, names: BrokerNames
+) -> None:
+    config = write_config(tmp_path / "c.yaml", names, [])
+    text = config.read_text().replace("127.0.0.1:5672", "127.0.0.1:1")
+    config.write_text(text.replace("guest:guest", "guest:s3cret-pw"))
+    process = await start_daemon(config)
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(20):
+            for _ in range(2):  # keeps trying, with backoff
+                await read_until(process, '"broker connection lost"', lines)
+        process.send_signal(signal.SIGTERM)
+        code = await finish(process, lines)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0
+    assert "s3cret-pw" not in "".join(lines)
+    assert '"broker": "amqp://guest:***@127.0.0.1:1/"' in "".join(lines)

@@ -233,3 +233,42 @@ async def test_unreachable_broker_is_retried_and_sigterm_still_exits_cleanly(
     assert code == 0
     assert "s3cret-pw" not in "".join(lines)
     assert '"broker": "amqp://guest:***@127.0.0.1:1/"' in "".join(lines)
+
+
+async def test_sighup_reloads_subscriptions_and_refuses_a_broken_file(
+    tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    def sub(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "events": ["*"],
+            "target": {"type": "webhook", "url": sink.url(f"/{name}")},
+        }
+
+    config = write_config(tmp_path / "c.yaml", names, [sub("first")])
+    process = await start_daemon(config)
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(20):
+            await read_until(process, '"consuming"', lines)
+            write_config(config, names, [sub("first"), sub("second")])
+            process.send_signal(signal.SIGHUP)
+            await read_until(process, '"subscriptions reloaded"', lines)
+            event = new_event("project.updated", "test")
+            await publish_raw(amqp, names.exchange, event["type"], encode(event))
+            await sink.wait_for(2)
+            config.write_text("subscriptions: [oops\n")
+            process.send_signal(signal.SIGHUP)
+            await read_until(process, '"reload refused; keeping the running subscriptions"', lines)
+            second = new_event("project.deleted", "test")
+            await publish_raw(amqp, names.exchange, second["type"], encode(second))
+            await sink.wait_for(4)
+        process.send_signal(signal.SIGTERM)
+        code = await finish(process, lines)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert code == 0
+    assert sorted(r.path for r in sink.received) == ["/first", "/first", "/second", "/second"]
+    assert {r.json["id"] for r in sink.at("/second")} == {event["id"], second["id"]}

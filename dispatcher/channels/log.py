@@ -28,7 +28,7 @@ class LogChannel:
             source=event.source,
             subject=event.subject,
             time=event.time,
-            data=event.data,
+            **({"data": event.data} if event.data is not None else {}),
             **where,
         )
         return SendOk("logged")

@@ -50,6 +50,12 @@ def webhook(sink: Sink, path: str, **extra: Any) -> dict[str, Any]:
     return {"type": "webhook", "url": sink.url(path), **extra}
 
 
+def catch_all(tmp_path: Path, names: BrokerNames, sink: Sink) -> Path:
+    """A config with one subscription taking every event to the sink's /all."""
+    subscriptions = [{"name": "all", "events": ["*"], "target": webhook(sink, "/all")}]
+    return write_config(tmp_path / "c.yaml", names, subscriptions)
+
+
 async def settled(app: App, count: int) -> None:
     """Wait until `count` events went through the pipeline and none is in flight."""
     await wait_until(
@@ -134,11 +140,7 @@ INVALID: list[tuple[bytes, dict[str, Any] | None, str]] = [
 async def test_invalid_messages_are_dead_lettered_with_reasons_and_valid_ones_flow(
     tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
 ) -> None:
-    config = write_config(
-        tmp_path / "c.yaml",
-        names,
-        [{"name": "all", "events": ["*"], "target": webhook(sink, "/all")}],
-    )
+    config = catch_all(tmp_path, names, sink)
     valid = [new_event("file.uploaded", "test", repository="maven-releases") for _ in range(5)]
     async with running(config) as app:
         for i, (body, headers, _) in enumerate(INVALID):
@@ -195,11 +197,7 @@ def _h(message: aiormq.abc.DeliveredMessage, name: str) -> str:
 async def test_broker_side_close_mid_stream_loses_nothing(
     tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
 ) -> None:
-    config = write_config(
-        tmp_path / "c.yaml",
-        names,
-        [{"name": "all", "events": ["*"], "target": webhook(sink, "/all")}],
-    )
+    config = catch_all(tmp_path, names, sink)
     events = [new_event("value.updated", "test", project="p") for _ in range(400)]
     async with running(config) as app:
         await publish_events(amqp, names, events[:200])
@@ -220,11 +218,7 @@ async def test_broker_side_close_mid_stream_loses_nothing(
 async def test_consumer_cancelled_by_broker_is_restored(
     tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
 ) -> None:
-    config = write_config(
-        tmp_path / "c.yaml",
-        names,
-        [{"name": "all", "events": ["*"], "target": webhook(sink, "/all")}],
-    )
+    config = catch_all(tmp_path, names, sink)
     async with running(config) as app:
         await amqp.queue_delete(names.queue)  # the broker cancels our consumer
         await wait_until(lambda: app.consumer.reconnects >= 1, what="the consumer to notice")
@@ -238,11 +232,7 @@ async def test_consumer_cancelled_by_broker_is_restored(
 async def test_deleted_dead_letter_queue_is_declared_again_and_nothing_is_lost(
     tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
 ) -> None:
-    config = write_config(
-        tmp_path / "c.yaml",
-        names,
-        [{"name": "all", "events": ["*"], "target": webhook(sink, "/all")}],
-    )
+    config = catch_all(tmp_path, names, sink)
     async with running(config) as app:
         await amqp.queue_delete(names.dead_letter_queue)
         await publish_raw(amqp, names.exchange, "garbage", b"not an event")
@@ -261,11 +251,7 @@ def rabbitmqctl(*args: str) -> None:
 async def test_broker_restart_mid_stream_loses_nothing(
     tmp_path: Path, names: BrokerNames, sink: Sink, rabbitmq: str
 ) -> None:
-    config = write_config(
-        tmp_path / "c.yaml",
-        names,
-        [{"name": "all", "events": ["*"], "target": webhook(sink, "/all")}],
-    )
+    config = catch_all(tmp_path, names, sink)
     events = [new_event("parameter.updated", "test", project="p") for _ in range(400)]
     async with running(config) as app:
         connection = await aiormq.connect(rabbitmq)

@@ -76,6 +76,37 @@ class DeliverySettings(_Section):
     max_retry_after_s: float = Field(default=30.0, ge=0)
 
 
+class SlackSettings(_Section):
+    #: Slack's Web API base; a proxy or a test server can stand in
+    api_url: str = "https://slack.com/api/"
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return url if url.endswith("/") else url + "/"
+
+
+class SmtpSettings(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: 25, 587 or 465 by `tls`
+    tls: Literal["none", "starttls", "implicit"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(default="dispatcher@localhost", alias="from")
+    timeout_s: float = Field(default=30.0, gt=0)
+    #: List-Id is `<subscription>.<list_id_domain>`, so mail rules can sort by subscription
+    list_id_domain: str = "dispatcher.invalid"
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"none": 25, "starttls": 587, "implicit": 465}[self.tls]
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: auto: human console output on a TTY, JSON lines otherwise
@@ -86,6 +117,8 @@ class Settings(_Section):
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    smtp: SmtpSettings | None = None
     #: on SIGTERM, how long in-flight events may take to finish before they are handed back
     shutdown_timeout_s: float = Field(default=8.0, ge=0)
     subscriptions: list[Subscription] = Field(default_factory=list)
@@ -99,4 +132,11 @@ class Settings(_Section):
             if sub.name in seen:
                 raise ValueError(f"subscription name {sub.name!r} is used twice")
             seen.add(sub.name)
+        return self
+
+    @model_validator(mode="after")
+    def _smtp_for_email(self) -> Settings:
+        emails = [sub.name for sub in self.subscriptions if sub.target.type == "email"]
+        if emails and self.smtp is None:
+            raise ValueError(f"email targets ({', '.join(emails)}) need an `smtp:` section")
         return self

@@ -169,7 +169,73 @@ class LogTarget(_Model):
     level: Literal["debug", "info", "warning"] = "info"
 
 
-Target = Annotated[WebhookTarget | LogTarget, Field(discriminator="type")]
+class SlackTarget(_Model):
+    """Post with a bot token through Slack's Web API `chat.postMessage` (CloudTruth's way)."""
+
+    type: Literal["slack"]
+    token: SecretStr  # a bot token, xoxb-...
+    channel: str = Field(min_length=1, max_length=200)  # "#deploys", "deploys" or an id C0123
+    username: str | None = Field(default=None, max_length=80)
+    icon_emoji: str | None = Field(default=None, pattern=r"^:[a-z0-9_+\-]+:$")
+    icon_url: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("icon_url")
+    @classmethod
+    def _icon_url(cls, url: str | None) -> str | None:
+        return None if url is None else _check_url(url)
+
+
+class SlackWebhookTarget(_Model):
+    """Post to a Slack incoming-webhook URL (Qovery, CloudRepo and Scalingo's way)."""
+
+    type: Literal["slack_webhook"]
+    url: SecretStr  # the URL is the credential
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: SecretStr) -> SecretStr:
+        _check_url(url.get_secret_value())
+        return url
+
+
+_ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")
+
+
+def _check_addresses(addresses: list[str]) -> list[str]:
+    for address in addresses:
+        if not _ADDRESS.match(address):
+            raise ValueError(f"{address!r} is not an email address")
+    return addresses
+
+
+class EmailTarget(_Model):
+    """Send an email (text and HTML) through the server in the config's `smtp:` section."""
+
+    type: Literal["email"]
+    to: list[str] = Field(min_length=1)
+    cc: list[str] = Field(default_factory=list)
+    bcc: list[str] = Field(default_factory=list)
+    subject: str | None = None  # a template; overrides the subscription's email_subject
+
+    _addresses = field_validator("to", "cc", "bcc")(_check_addresses)
+
+
+Target = Annotated[
+    WebhookTarget | LogTarget | SlackTarget | SlackWebhookTarget | EmailTarget,
+    Field(discriminator="type"),
+]
+
+
+class Templates(_Model):
+    """Per-subscription Jinja2 templates (sandboxed), each replacing one part of the default
+    message. They see `event` (attributes, `data`) and `subscription`."""
+
+    text: str | None = None  # Slack's `text` fallback, the log line, the email's text part
+    slack_blocks: str | None = None  # must render to a JSON list of Block Kit blocks
+    email_subject: str | None = None
+    email_html: str | None = None
 
 
 class Subscription(_Model):
@@ -181,6 +247,7 @@ class Subscription(_Model):
     events: list[str] = Field(min_length=1)
     filter: Filter = Field(default_factory=Filter)
     target: Target
+    template: Templates | None = None
 
     @field_validator("name")
     @classmethod

@@ -139,8 +139,9 @@ def test_event_names_arrive_normalised() -> None:
             id="unknown-key-in-target",
         ),
         pytest.param(
-            ONE.replace("type: webhook", "type: email"),
-            "config.yaml:5: subscriptions[ops].target.type: must be one of 'webhook', 'log'",
+            ONE.replace("type: webhook", "type: pager"),
+            "config.yaml:5: subscriptions[ops].target.type: must be one of 'webhook', 'log', "
+            "'slack', 'slack_webhook', 'email'",
             id="unknown-target-type",
         ),
         pytest.param(

@@ -49,22 +49,32 @@ class Deliverer:
             subscription=delivery.subscription.name,
             delivery_id=delivery.id,
         ):
-            attempts = 0
+            # The first try runs bare: most deliveries succeed, and tenacity's bookkeeping
+            # would cost more than the rest of the path.
+            first = await self._send_once(channel, delivery, 1)
+            if isinstance(first, SendOk) or self._policy.next_delay(1, first, 0.0) is None:
+                return self._outcome(first, 1)
+            return await self._retry(channel, delivery, first)
 
-            async def attempt() -> SendResult:
-                nonlocal attempts
-                attempts += 1
-                return await self._send_once(channel, delivery, attempts)
+    async def _retry(self, channel: Channel, delivery: Delivery, first: SendFailed) -> Outcome:
+        """Tries 2..n, waiting as the policy says between them (tenacity counts from try 2)."""
+        attempts = 1
 
-            retrying = AsyncRetrying(
-                stop=lambda state: self._delay(state) is None,
-                wait=lambda state: self._delay(state) or 0.0,
-                retry=retry_if_result(lambda result: isinstance(result, SendFailed)),
-                retry_error_callback=_result,
-                sleep=self._sleep,
-            )
-            result: SendResult = await retrying(attempt)
-            return self._outcome(result, attempts)
+        async def attempt() -> SendResult:
+            nonlocal attempts
+            attempts += 1
+            return await self._send_once(channel, delivery, attempts)
+
+        await self._sleep(self._policy.next_delay(1, first, self._jitter()) or 0.0)
+        retrying = AsyncRetrying(
+            stop=lambda state: self._delay(state) is None,
+            wait=lambda state: self._delay(state) or 0.0,
+            retry=retry_if_result(lambda result: isinstance(result, SendFailed)),
+            retry_error_callback=_result,
+            sleep=self._sleep,
+        )
+        result: SendResult = await retrying(attempt)
+        return self._outcome(result, attempts)
 
     async def _send_once(self, channel: Channel, delivery: Delivery, attempt: int) -> SendResult:
         started = time.perf_counter()
@@ -91,7 +101,7 @@ class Deliverer:
         result = _result(state)
         if not isinstance(result, SendFailed):
             return None
-        return self._policy.next_delay(state.attempt_number, result, self._jitter())
+        return self._policy.next_delay(state.attempt_number + 1, result, self._jitter())
 
     def _outcome(self, result: SendResult, attempts: int) -> Outcome:
         if isinstance(result, SendOk):

@@ -14,7 +14,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 #: Resources and actions of the seeds' event names, and the synonyms they use for actions.
 RESOURCES = frozenset(
@@ -221,6 +221,15 @@ class EmailTarget(_Model):
 
     _addresses = field_validator("to", "cc", "bcc")(_check_addresses)
 
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, subject: str | None) -> str | None:
+        if subject is not None:
+            from dispatcher.render.templates import validate_template  # lazily: keeps Jinja2 out
+
+            validate_template("email_subject", subject)
+        return subject
+
 
 Target = Annotated[
     WebhookTarget | LogTarget | SlackTarget | SlackWebhookTarget | EmailTarget,
@@ -236,6 +245,13 @@ class Templates(_Model):
     slack_blocks: str | None = None  # must render to a JSON list of Block Kit blocks
     email_subject: str | None = None
     email_html: str | None = None
+
+    @model_validator(mode="after")
+    def _compiles_and_renders(self) -> Templates:
+        from dispatcher.render.templates import validate_templates  # lazily: keeps Jinja2 out
+
+        validate_templates(self)
+        return self
 
 
 class Subscription(_Model):

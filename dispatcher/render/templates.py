@@ -1,0 +1,229 @@
+"""Per-subscription templates: Jinja2 in a sandbox, checked at config load, never fatal at send.
+
+A template sees `event` (the attributes and `data`), `data`, `subscription` (`name`,
+`description`) and `describe` (the `Description`), plus a `mrkdwn` filter that escapes for
+Slack. A missing data item renders empty (data differs between events); anything the sandbox
+forbids raises. At send time a failing template is logged and the default rendering is used.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+import orjson
+import structlog
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from dispatcher.events import Event, encode
+from dispatcher.render.describe import Description, describe
+from dispatcher.render.values import escape_mrkdwn, shorten
+
+if TYPE_CHECKING:
+    from dispatcher.subscriptions.models import Subscription, Templates
+
+log = structlog.get_logger(__name__)
+
+Part = Literal["text", "slack_blocks", "email_subject", "email_html"]
+PARTS: tuple[Part, ...] = ("text", "slack_blocks", "email_subject", "email_html")
+_MAX_EXPONENT = 1000
+_MAX_REPEAT = 100_000  # the longest string or list `*` may build: as the sandbox's MAX_RANGE
+_ERROR_CHARS = 300
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, where touching anything unsafe raises rather than renders empty,
+    and `**` and `*` cannot be used to exhaust the CPU or memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
+        kind = type(obj).__name__
+        raise SecurityError(f"access to attribute {attribute!r} of {kind!r} object is unsafe")
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is larger than {_MAX_EXPONENT}")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(sequence) * times > _MAX_REPEAT
+                ):
+                    raise SecurityError(f"'*' would build more than {_MAX_REPEAT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+def _sandbox(*, autoescape: bool) -> _Sandbox:
+    environment = _Sandbox(autoescape=autoescape, undefined=ChainableUndefined)
+    environment.filters["mrkdwn"] = escape_mrkdwn
+    return environment
+
+
+#: Text, subjects and Slack JSON are not HTML: no autoescaping. `email_html` autoescapes.
+_TEXT = _sandbox(autoescape=False)
+_HTML = _sandbox(autoescape=True)
+
+
+def compile_template(source: str, *, html: bool = False) -> Template:
+    """The template, or ValueError("template line N: <message>") for a syntax error."""
+    try:
+        return (_HTML if html else _TEXT).from_string(source)
+    except TemplateSyntaxError as error:
+        raise ValueError(f"template line {error.lineno}: {error.message}") from None
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str, html: bool) -> Template:
+    return compile_template(source, html=html)
+
+
+def validate_templates(templates: Templates) -> None:
+    """Compile every template given and render each once against a sample deployment event;
+    ValueError naming the template ("slack_blocks: ...") for the first that fails."""
+    for part in PARTS:
+        source = getattr(templates, part)
+        if source is not None:
+            try:
+                validate_template(part, source)
+            except ValueError as error:
+                raise ValueError(f"{part}: {error}") from None
+
+
+def validate_template(part: Part, source: str) -> None:
+    """Compile one template and render it against the sample event, or ValueError."""
+    template = compile_template(source, html=part == "email_html")
+    try:
+        rendered = template.render(context(sample_description(), "sample", ""))
+    except Exception as error:  # noqa: BLE001 (any failure of a team's template is a config error)
+        raise ValueError(f"fails on a sample deployment event: {_explain(error)}") from None
+    if part == "slack_blocks":
+        parse_blocks(rendered)
+
+
+def context(description: Description, name: str, summary: str) -> dict[str, Any]:
+    """What a template sees."""
+    event = description.event
+    return {
+        "event": {**event.attributes, "data": event.data},
+        "data": event.data,
+        "subscription": {"name": name, "description": summary},
+        "describe": description,
+    }
+
+
+def source_of(subscription: Subscription, part: Part) -> str | None:
+    """The subscription's template for that part, if it has one."""
+    templates = subscription.template
+    return None if templates is None else getattr(templates, part)
+
+
+def render(
+    source: str | None, part: Part, description: Description, subscription: Subscription
+) -> str | None:
+    """The rendered template, or None when there is none or it failed (logged as a warning)."""
+    if source is None:
+        return None
+    try:
+        template = _compiled(source, part == "email_html")
+        return template.render(context(description, subscription.name, subscription.description))
+    except Exception as error:  # noqa: BLE001 (bad data must not stop a notification: fall back)
+        _warn(part, description, subscription, error)
+        return None
+
+
+def render_blocks(
+    description: Description, subscription: Subscription
+) -> list[dict[str, Any]] | None:
+    """The `slack_blocks` template rendered and parsed, or None (a failure is logged)."""
+    rendered = render(
+        source_of(subscription, "slack_blocks"), "slack_blocks", description, subscription
+    )
+    if rendered is None:
+        return None
+    try:
+        return parse_blocks(rendered)
+    except ValueError as error:
+        _warn("slack_blocks", description, subscription, error)
+        return None
+
+
+def parse_blocks(rendered: str) -> list[dict[str, Any]]:
+    """Rendered `slack_blocks` as a non-empty JSON list of objects each with a `type`."""
+    try:
+        blocks = orjson.loads(rendered)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"does not render to JSON: {error}") from None
+    if not isinstance(blocks, list) or not blocks:
+        raise ValueError("must render to a non-empty JSON list of Block Kit blocks")
+    for index, block in enumerate(blocks):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise ValueError(f"block {index} is not a JSON object with a 'type'")
+    return blocks
+
+
+def _warn(
+    part: Part, description: Description, subscription: Subscription, error: Exception
+) -> None:
+    log.warning(
+        "template_failed_using_default",
+        part=part,
+        subscription=subscription.name,
+        event_id=description.event.id,
+        error=_explain(error),
+    )
+
+
+def _explain(error: Exception) -> str:
+    """ "template line 3: ZeroDivisionError: division by zero"."""
+    line, frame = None, error.__traceback__
+    while frame is not None:  # Jinja rewrites tracebacks so template lines show as <template>
+        if frame.tb_frame.f_code.co_filename == "<template>":
+            line = frame.tb_lineno
+        frame = frame.tb_next
+    where = f"template line {line}: " if line is not None else ""
+    return shorten(f"{where}{type(error).__name__}: {error}", _ERROR_CHARS)
+
+
+_SAMPLE = {
+    "specversion": "1.0",
+    "id": "0b6f1c1e-6d4e-4c55-9a7e-3f0a9b1c2d3e",
+    "source": "urn:acme:deployer",
+    "type": "deployment.failed",
+    "time": "2026-11-23T08:30:00Z",
+    "subject": "v1.4.2",
+    "organization": "acme",
+    "project": "web",
+    "environment": "prod-eu",
+    "envtype": "PRODUCTION",
+    "app": "web-api",
+    "actor": "johndoe",
+    "datacontenttype": "application/json",
+    "data": {
+        "git_ref": "0123456789abcdef0123456789abcdef01234567",
+        "pusher": "johndoe",
+        "duration": 40,
+        "status": "build-error",
+        "url": "https://deploy.example.com/web/deployments/42",
+        "user": {"username": "johndoe", "email": "john@example.com"},
+    },
+}
+
+
+@functools.cache
+def sample_description() -> Description:
+    """The description of a realistic deployment.failed event that templates are checked on."""
+    attributes = {name: value for name, value in _SAMPLE.items() if name != "data"}
+    event = Event(
+        str(_SAMPLE["id"]),
+        str(_SAMPLE["source"]),
+        str(_SAMPLE["type"]),
+        attributes,
+        _SAMPLE["data"],
+        encode(_SAMPLE),
+    )
+    return describe(event)

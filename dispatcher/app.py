@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 import structlog
 
 from dispatcher.amqp.consumer import Consumer
-from dispatcher.channels.base import Channel
+from dispatcher.channels.base import Channel, Delivery
+from dispatcher.channels.email import EmailChannel
 from dispatcher.channels.log import LogChannel
+from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
 from dispatcher.channels.webhook import WebhookChannel
 from dispatcher.config import load_settings
 from dispatcher.delivery.deliverer import Deliverer
@@ -21,9 +23,15 @@ from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.errors import BrokerError, ConfigError
 from dispatcher.logs import SecretRedactor
 from dispatcher.pipeline import Pipeline
+from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_message
 from dispatcher.settings import Settings
 from dispatcher.subscriptions.matcher import Matcher
-from dispatcher.subscriptions.models import Subscription, WebhookTarget
+from dispatcher.subscriptions.models import (
+    SlackTarget,
+    SlackWebhookTarget,
+    Subscription,
+    WebhookTarget,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +43,8 @@ def secrets_of(settings: Settings) -> Iterator[str]:
     password = urlsplit(url).password
     if password:
         yield password
+    if settings.smtp is not None and settings.smtp.password is not None:
+        yield settings.smtp.password.get_secret_value()
     for sub in settings.subscriptions:
         yield from _target_secrets(sub)
 
@@ -46,10 +56,33 @@ def _target_secrets(sub: Subscription) -> Iterator[str]:
         if target.secret is not None:
             yield target.secret.get_secret_value()
         yield from target.headers.values()
+    elif isinstance(target, SlackTarget):
+        yield target.token.get_secret_value()
+    elif isinstance(target, SlackWebhookTarget):
+        url = target.url.get_secret_value()
+        yield url
+        yield urlsplit(url).path  # the path is the credential of an incoming webhook
 
 
-def build_channels() -> dict[str, Channel]:
-    return {"webhook": WebhookChannel(), "log": LogChannel()}
+def _slack(delivery: Delivery) -> SlackMessage:
+    return slack_message(delivery.event, delivery.subscription)
+
+
+def _email(delivery: Delivery) -> EmailMessage:
+    return email_message(delivery.event, delivery.subscription)
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    """One channel per target type; `email` only when the config has an `smtp:` section."""
+    channels: dict[str, Channel] = {
+        "webhook": WebhookChannel(),
+        "log": LogChannel(),
+        "slack": SlackChannel(settings.slack, _slack),
+        "slack_webhook": SlackWebhookChannel(_slack),
+    }
+    if settings.smtp is not None:
+        channels["email"] = EmailChannel(settings.smtp, _email)
+    return channels
 
 
 class App:
@@ -64,7 +97,7 @@ class App:
         self._config_path = config_path
         self._redactor = redactor or SecretRedactor()
         self._redactor.update(secrets_of(settings))
-        self.channels = build_channels()
+        self.channels = build_channels(settings)
         delivery = settings.delivery
         self.deliverer = Deliverer(
             self.channels,
@@ -95,6 +128,13 @@ class App:
         except ConfigError as exc:
             log.error("reload refused; keeping the running subscriptions", problems=str(exc))
             return
+        if "email" not in self.channels and any(
+            s.target.type == "email" for s in fresh.subscriptions
+        ):
+            log.error("reload refused: email targets need the `smtp:` section; restart to add it")
+            return
+        if fresh.smtp != self.settings.smtp or fresh.slack != self.settings.slack:
+            log.warning("`smtp:` or `slack:` changed; restart to apply them")
         self._redactor.update(secrets_of(fresh))
         self.pipeline.matcher = Matcher(fresh.subscriptions)
         log.info("subscriptions reloaded", subscriptions=len(self.pipeline.matcher))

@@ -1,4 +1,4 @@
-"""The `dispatcher` command: run, check-config, publish."""
+"""The `dispatcher` command: run, check-config, publish, test-target, render."""
 
 from __future__ import annotations
 
@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--data", help="the event data, as JSON")
     for name in MATCH_ATTRIBUTES:
         publish.add_argument(f"--{name}", help=f"the {name} extension attribute")
+
+    test = commands.add_parser(
+        "test-target", help="send a sample event to a subscription's target, print the answer"
+    )
+    _config_arg(test)
+    test.add_argument("subscription", help="the subscription's name")
+
+    render = commands.add_parser("render", help="print what a subscription would send")
+    _config_arg(render)
+    render.add_argument("subscription", help="the subscription's name")
+    render.add_argument("event", help="a file holding the event as structured-mode JSON")
     return parser
 
 
@@ -100,17 +111,64 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_test_target(args: argparse.Namespace) -> int:
+    from dispatcher import logs, preview
+    from dispatcher.app import build_channels, secrets_of
+    from dispatcher.channels.base import Delivery, SendOk
+    from dispatcher.samples import sample_event
+
+    settings = _load(args.config)
+    logs.configure("warning", "console").update(secrets_of(settings))
+    subscription = preview.find(settings, args.subscription)
+    delivery = Delivery.of(sample_event(subscription), subscription)
+    print(f"sending a sample {delivery.event.type} event (id {delivery.event.id})")
+    channels = build_channels(settings)
+    result = asyncio.run(preview.send_once(channels[subscription.target.type], delivery))
+    print(preview.describe_result(result, subscription))
+    return 0 if isinstance(result, SendOk) else 1
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from dispatcher import preview
+    from dispatcher.channels.base import Delivery
+    from dispatcher.events import InvalidEvent, decode
+
+    settings = _load(args.config)
+    subscription = preview.find(settings, args.subscription)
+    try:
+        with open(args.event, "rb") as file:
+            body = file.read()
+    except OSError as exc:
+        print(f"dispatcher render: cannot read {args.event}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    event = decode(body, max_bytes=settings.broker.max_event_bytes)
+    if isinstance(event, InvalidEvent):
+        print(f"dispatcher render: {args.event}: {event.reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(preview.render(Delivery.of(event, subscription), settings))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.config:
         parser.error("no config file: pass --config PATH or set DISPATCHER_CONFIG")
-    handlers = {"run": _cmd_run, "check-config": _cmd_check, "publish": _cmd_publish}
+    handlers = {
+        "run": _cmd_run,
+        "check-config": _cmd_check,
+        "publish": _cmd_publish,
+        "test-target": _cmd_test_target,
+        "render": _cmd_render,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except LookupError as exc:  # an unknown subscription name
+        print(f"dispatcher {args.command}: {exc.args[0]}", file=sys.stderr)
         return EXIT_CONFIG
     except DispatcherError as exc:
         print(f"dispatcher {args.command}: {exc}", file=sys.stderr)

@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
     ("path", "summary"),
     [
         ("config/dispatcher.yaml", "1 subscription (1 enabled): 1 log"),
-        ("config/examples/seeds.yaml", "5 subscriptions (4 enabled): 1 log, 4 webhook"),
+        (
+            "config/examples/seeds.yaml",
+            "8 subscriptions (7 enabled): 1 email, 1 log, 1 slack, 2 slack_webhook, 3 webhook",
+        ),
     ],
 )
 def test_shipped_config_loads(path: str, summary: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -81,7 +82,9 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
         "slack_webhook": SlackWebhookChannel(_slack),
     }
     if settings.smtp is not None:
-        channels["email"] = EmailChannel(settings.smtp, _email)
+        smtp = settings.smtp
+        context = ssl.create_default_context(cafile=smtp.ca_file) if smtp.ca_file else None
+        channels["email"] = EmailChannel(smtp, _email, tls_context=context)
     return channels
 
 

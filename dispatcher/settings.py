@@ -6,6 +6,7 @@ silently ignored. Secrets are `SecretStr`: they never show in a repr, a log line
 
 from __future__ import annotations
 
+import ssl
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,8 +100,20 @@ class SmtpSettings(_Section):
     password: SecretStr | None = None
     sender: str = Field(default="dispatcher@localhost", alias="from")
     timeout_s: float = Field(default=30.0, gt=0)
+    #: a PEM file of CA certificates to trust instead of the system's (a private relay's CA)
+    ca_file: str | None = None
     #: List-Id is `<subscription>.<list_id_domain>`, so mail rules can sort by subscription
     list_id_domain: str = "dispatcher.invalid"
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, path: str | None) -> str | None:
+        if path is not None:
+            try:
+                ssl.create_default_context(cafile=path)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load CA certificates from {path}: {exc}") from None
+        return path
 
     @property
     def effective_port(self) -> int:

@@ -40,8 +40,9 @@ def slack_message(event: Event, subscription: Subscription) -> SlackMessage:
     from dispatcher.render import SlackMessage  # defined by the package, which imports us
 
     description = describe(event)
-    custom = custom_text(description, subscription)
-    text = fit(custom) if custom else fit(f"{description.emoji} {description.headline}")
+    custom = custom_text(description, subscription, slack=True)
+    # a template's text is written for Slack, with the event's strings escaped going in
+    text = cut(custom, MAX_TEXT) if custom else fit(f"{description.emoji} {description.headline}")
     blocks = render_blocks(description, subscription)
     return SlackMessage(
         text=text,

@@ -4,16 +4,22 @@ A template sees `event` (the attributes and `data`), `data`, `subscription` (`na
 `description`) and `describe` (the `Description`), plus a `mrkdwn` filter that escapes for
 Slack. A missing data item renders empty (data differs between events); anything the sandbox
 forbids raises. At send time a failing template is logged and the default rendering is used.
+
+When a template's output goes to Slack (`slack_blocks`, and `text` as Slack's fallback), every
+string it sees from the event is escaped for mrkdwn before it renders, whatever the template
+does with it (`tojson` included), so no event can make a team's template ping `<!channel>`; there
+the `mrkdwn` filter does nothing more.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import orjson
 import structlog
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError
+from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -58,15 +64,24 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def _sandbox(*, autoescape: bool) -> _Sandbox:
+def _sandbox(*, autoescape: bool, escaped_input: bool = False) -> _Sandbox:
     environment = _Sandbox(autoescape=autoescape, undefined=ChainableUndefined)
-    environment.filters["mrkdwn"] = escape_mrkdwn
+    environment.filters["mrkdwn"] = str if escaped_input else escape_mrkdwn
+    # A missing data item is null in `tojson`, as it is empty in text: data differs by event.
+    environment.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
     return environment
+
+
+def _json_default(value: object) -> None:
+    if isinstance(value, Undefined):
+        return None
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 #: Text, subjects and Slack JSON are not HTML: no autoescaping. `email_html` autoescapes.
 _TEXT = _sandbox(autoescape=False)
 _HTML = _sandbox(autoescape=True)
+_SLACK = _sandbox(autoescape=False, escaped_input=True)  # its context is escaped for mrkdwn
 
 
 def compile_template(source: str, *, html: bool = False) -> Template:
@@ -78,7 +93,9 @@ def compile_template(source: str, *, html: bool = False) -> Template:
 
 
 @functools.lru_cache(maxsize=512)
-def _compiled(source: str, html: bool) -> Template:
+def _compiled(source: str, html: bool, slack: bool) -> Template:
+    if slack:
+        return _SLACK.from_string(source)  # compiled once already by compile_template at load
     return compile_template(source, html=html)
 
 
@@ -105,15 +122,45 @@ def validate_template(part: Part, source: str) -> None:
         parse_blocks(rendered)
 
 
-def context(description: Description, name: str, summary: str) -> dict[str, Any]:
-    """What a template sees."""
+def context(
+    description: Description, name: str, summary: str, *, slack: bool = False
+) -> dict[str, Any]:
+    """What a template sees; for Slack, with every string from the event escaped for mrkdwn."""
     event = description.event
+    attributes: dict[str, Any] = {**event.attributes, "data": event.data}
+    data = event.data
+    if slack:
+        attributes, data = _escaped(attributes), _escaped(data)
+        description = _escaped_description(description)
     return {
-        "event": {**event.attributes, "data": event.data},
-        "data": event.data,
+        "event": attributes,
+        "data": data,
         "subscription": {"name": name, "description": summary},
         "describe": description,
     }
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return escape_mrkdwn(value)
+    if isinstance(value, dict):
+        return {_escaped(key): _escaped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_escaped(item) for item in value)
+    return value
+
+
+def _escaped_description(description: Description) -> Description:
+    return dataclasses.replace(
+        description,
+        title=escape_mrkdwn(description.title),
+        headline=escape_mrkdwn(description.headline),
+        fields=_escaped(description.fields),
+        details=_escaped(description.details),
+        link=None if description.link is None else escape_mrkdwn(description.link),
+        where=escape_mrkdwn(description.where),
+        name=None if description.name is None else escape_mrkdwn(description.name),
+    )
 
 
 def source_of(subscription: Subscription, part: Part) -> str | None:
@@ -123,14 +170,21 @@ def source_of(subscription: Subscription, part: Part) -> str | None:
 
 
 def render(
-    source: str | None, part: Part, description: Description, subscription: Subscription
+    source: str | None,
+    part: Part,
+    description: Description,
+    subscription: Subscription,
+    *,
+    slack: bool = False,
 ) -> str | None:
-    """The rendered template, or None when there is none or it failed (logged as a warning)."""
+    """The rendered template, or None when there is none or it failed (logged as a warning).
+    With `slack`, the template sees the event escaped for mrkdwn."""
     if source is None:
         return None
     try:
-        template = _compiled(source, part == "email_html")
-        return template.render(context(description, subscription.name, subscription.description))
+        template = _compiled(source, part == "email_html", slack)
+        values = context(description, subscription.name, subscription.description, slack=slack)
+        return template.render(values)
     except Exception as error:  # noqa: BLE001 (bad data must not stop a notification: fall back)
         _warn(part, description, subscription, error)
         return None
@@ -141,7 +195,11 @@ def render_blocks(
 ) -> list[dict[str, Any]] | None:
     """The `slack_blocks` template rendered and parsed, or None (a failure is logged)."""
     rendered = render(
-        source_of(subscription, "slack_blocks"), "slack_blocks", description, subscription
+        source_of(subscription, "slack_blocks"),
+        "slack_blocks",
+        description,
+        subscription,
+        slack=True,
     )
     if rendered is None:
         return None

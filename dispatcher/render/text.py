@@ -26,9 +26,13 @@ def text_message(event: Event, subscription: Subscription) -> str:
     return custom_text(description, subscription) or default_text(description)
 
 
-def custom_text(description: Description, subscription: Subscription) -> str | None:
-    """The rendered `text` template, or None when there is none, it fails or renders blank."""
-    rendered = render(source_of(subscription, "text"), "text", description, subscription)
+def custom_text(
+    description: Description, subscription: Subscription, *, slack: bool = False
+) -> str | None:
+    """The rendered `text` template, or None when there is none, it fails or renders blank.
+    With `slack`, rendered for Slack: the event's strings escaped for mrkdwn."""
+    source = source_of(subscription, "text")
+    rendered = render(source, "text", description, subscription, slack=slack)
     return rendered if rendered and rendered.strip() else None
 
 

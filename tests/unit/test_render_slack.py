@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dispatcher.events import Event
-from dispatcher.render import SlackMessage, escape_mrkdwn, slack_message
+from dispatcher.render import SlackMessage, escape_mrkdwn, slack_message, text_message
 from dispatcher.render.slack import CUT, cut
 from dispatcher.subscriptions.models import Subscription
 
@@ -169,3 +169,30 @@ def test_hostile_input_cannot_ping_or_break_limits(
 def test_unusable_links_get_no_button(url: str) -> None:
     message = slack_message(make("acme.x", {"url": url}), SUBSCRIPTION)
     assert "actions" not in [block["type"] for block in message.blocks]
+
+
+def test_templates_for_slack_see_the_event_escaped() -> None:
+    """A team's template cannot be made to ping by the event: what it interpolates is escaped
+    for mrkdwn (tojson included), once, while the log and email see the data as it is."""
+    blocks = '[{"type": "section", "text": {"type": "mrkdwn", "text": {{ data.name | tojson }}}}]'
+    subscription = Subscription.model_validate(
+        {
+            "name": "templated",
+            "events": ["*"],
+            "target": {"type": "slack_webhook", "url": "https://hooks.slack.com/services/T/B/x"},
+            "template": {
+                "text": "<!here> {{ data.name }} / {{ data.name | mrkdwn }} in {{ event.project }}",
+                "slack_blocks": blocks,
+            },
+        }
+    )
+    event = make("parameter.created", {"name": "<!channel> & co"}, project="<web>")
+    message = slack_message(event, subscription)
+    assert message.text == (
+        "<!here> &lt;!channel&gt; &amp; co / &lt;!channel&gt; &amp; co in &lt;web&gt;"
+    )  # the template's own text is the team's to write
+    assert message.blocks == [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "&lt;!channel&gt; &amp; co"}}
+    ]
+    in_the_log = text_message(event, subscription)
+    assert in_the_log == "<!here> <!channel> & co / &lt;!channel&gt; &amp; co in <web>"

@@ -8,13 +8,15 @@ import structlog
 
 from dispatcher.channels.base import Delivery, SendOk, SendResult
 from dispatcher.events import MATCH_ATTRIBUTES
+from dispatcher.render import text_message
 from dispatcher.subscriptions.models import LogTarget
 
 log = structlog.get_logger(__name__)
 
 
 class LogChannel:
-    """Delivers by logging one `notification` line with what happened, to what and where."""
+    """Delivers by logging one `notification` line: the rendered text (what a person would read:
+    the subscription's `text` template, else the default), then the event's facts as fields."""
 
     async def send(self, delivery: Delivery) -> SendResult:
         target = delivery.subscription.target
@@ -24,6 +26,7 @@ class LogChannel:
         log.log(
             logging.getLevelNamesMapping()[target.level.upper()],
             "notification",
+            text=text_message(event, delivery.subscription),
             type=event.type,
             source=event.source,
             subject=event.subject,

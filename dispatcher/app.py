@@ -1,5 +1,6 @@
 """The composition root: builds channels, deliverer, pipeline and consumer from the settings,
-runs them, and turns signals into actions (TERM/INT: drain and stop; HUP: reload subscriptions)."""
+runs them, and turns signals into actions (TERM/INT: drain and stop; HUP: reload subscriptions).
+Also serves health and metrics over HTTP and tells systemd how it is doing (sd_notify)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from dispatcher.admin.http import HttpServer, Readiness, admin_app, metrics_app
+from dispatcher.admin.metrics import Metrics
 from dispatcher.amqp.consumer import Consumer
 from dispatcher.channels.base import Channel, Delivery
 from dispatcher.channels.email import EmailChannel
@@ -33,6 +36,7 @@ from dispatcher.subscriptions.models import (
     Subscription,
     WebhookTarget,
 )
+from dispatcher.systemd import Notifier, StatusLine, supervise
 
 log = structlog.get_logger(__name__)
 
@@ -95,8 +99,12 @@ class App:
         *,
         config_path: str | Path | None = None,
         redactor: SecretRedactor | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = Metrics()
+        self._notifier = notifier
+        self._stopping = False
         self._config_path = config_path
         self._redactor = redactor or SecretRedactor()
         self._redactor.update(secrets_of(settings))
@@ -110,15 +118,53 @@ class App:
                 max_s=delivery.backoff_max_s,
                 max_retry_after_s=delivery.max_retry_after_s,
             ),
+            metrics=self.metrics,
         )
         self.pipeline = Pipeline(
             Matcher(settings.subscriptions),
             self.deliverer,
             max_event_bytes=settings.broker.max_event_bytes,
+            metrics=self.metrics,
         )
         self.consumer = Consumer(settings.broker, self.pipeline.handle)
+        self.servers = self._servers()
+        self._watch_metrics()
+
+    def _servers(self) -> list[HttpServer]:
+        """The admin server and the metrics-only server, as configured (either may be off)."""
+        servers = []
+        if self.settings.admin.listen is not None:
+            app = admin_app(self, self.metrics)
+            servers.append(HttpServer("admin", app, self.settings.admin.listen))
+        if self.settings.metrics.listen is not None:
+            app = metrics_app(self, self.metrics)
+            servers.append(HttpServer("metrics", app, self.settings.metrics.listen))
+        return servers
+
+    def _watch_metrics(self) -> None:
+        self.metrics.watch(
+            in_flight=lambda: self.deliverer.in_flight,
+            subscriptions=lambda: len(self.pipeline.matcher),
+            ready=lambda: float(self.readiness().ready),
+            reconnects=lambda: self.consumer.reconnects,
+        )
+        for target_type in sorted({sub.target.type for sub in self.settings.subscriptions}):
+            self.metrics.target(target_type)  # their series show 0 before the first delivery
+
+    def readiness(self) -> Readiness:
+        """For /readyz: subscriptions are loaded before the App exists (the SQL store, when it
+        comes, will load them asynchronously and say so here)."""
+        return Readiness(
+            broker_connected=self.consumer.ready,
+            subscriptions_loaded=True,
+            subscriptions=len(self.pipeline.matcher),
+            stopping=self._stopping,
+        )
 
     def stop(self) -> None:
+        if not self._stopping and self._notifier is not None:
+            self._notifier.send("STOPPING=1", "STATUS=stopping: finishing events in flight")
+        self._stopping = True
         self.consumer.stop()
 
     def reload(self) -> None:
@@ -154,14 +200,26 @@ class App:
             broker=self.settings.broker.safe_url,
             queue=self.settings.broker.queue,
         )
+        supervisor = None
         try:
+            if not await self._start_servers():
+                return 1
+            if self._notifier is not None:
+                supervisor = asyncio.create_task(self._supervise(self._notifier))
             await self.consumer.run(self.settings.shutdown_timeout_s)
         except BrokerError as exc:
             log.error("broker refused dispatcher's setup", error=str(exc))
             return 1
         finally:
+            self.stop()  # STOPPING=1 when the broker ended the run rather than a signal
+            if supervisor is not None:
+                supervisor.cancel()
+                await asyncio.gather(supervisor, return_exceptions=True)
+            if self._notifier is not None:
+                self._notifier.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            await asyncio.gather(*(server.stop() for server in self.servers))
             await asyncio.gather(*(c.close() for c in self.channels.values()))
         stats = self.pipeline.stats
         log.info(
@@ -173,6 +231,24 @@ class App:
             unmatched=stats.unmatched,
         )
         return 0
+
+    async def _start_servers(self) -> bool:
+        for server in self.servers:
+            try:
+                await server.start()
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                log.error("cannot listen", server=server.name, listen=server.listen, error=why)
+                return False
+        return True
+
+    async def _supervise(self, notifier: Notifier) -> None:
+        status = StatusLine(
+            ready=lambda: self.consumer.ready,
+            consumed=lambda: self.pipeline.stats.consumed,
+            pending=lambda: self.deliverer.in_flight,
+        )
+        await supervise(notifier, self.consumer.connected, status)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         log.info("stop requested", signal=sig.name)

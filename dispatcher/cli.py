@@ -1,4 +1,4 @@
-"""The `dispatcher` command: run, check-config, publish, test-target, render."""
+"""The `dispatcher` command: run, check-config, publish, test-target, render, status, health."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -18,6 +18,8 @@ from dispatcher.events import MATCH_ATTRIBUTES
 from dispatcher.settings import Settings
 
 EXIT_CONFIG = 2
+
+T = TypeVar("T")
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -62,11 +64,36 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(render)
     render.add_argument("subscription", help="the subscription's name")
     render.add_argument("event", help="a file holding the event as structured-mode JSON")
+
+    status = commands.add_parser("status", help="queue depths and consumers, read from the broker")
+    _config_arg(status)
+
+    health = commands.add_parser(
+        "health", help="ask the running daemon's /healthz (or /readyz); exit 0 or 1"
+    )
+    _config_arg(health)
+    health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
     return parser
 
 
 def _load(path: str) -> Settings:
     return load_settings(path)
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop when it is installed (the `speed` extra), else on asyncio's loop.
+
+    `DISPATCHER_EVENT_LOOP=asyncio` forces the standard loop (to compare, or to rule uvloop out).
+    """
+    if os.environ.get("DISPATCHER_EVENT_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+    return asyncio.run(main)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -78,11 +105,30 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dispatcher import logs
     from dispatcher.app import App
+    from dispatcher.systemd import Notifier
 
     settings = _load(args.config)
     redactor = logs.configure(settings.logging.level, settings.logging.format)
-    app = App(settings, config_path=args.config, redactor=redactor)
-    return asyncio.run(app.run())
+    notifier = Notifier.from_environ(os.environ)
+    app = App(settings, config_path=args.config, redactor=redactor, notifier=notifier)
+    return run_async(app.run())
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from dispatcher.amqp.status import format_status, queue_status
+
+    settings = _load(args.config)
+    rows = asyncio.run(queue_status(settings.broker))
+    print(format_status(settings.broker, rows))
+    return 0
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    from dispatcher.admin.probe import probe
+
+    healthy, text = probe(_load(args.config), ready=args.ready)
+    print(text, file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -160,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "publish": _cmd_publish,
         "test-target": _cmd_test_target,
         "render": _cmd_render,
+        "status": _cmd_status,
+        "health": _cmd_health,
     }
     try:
         return handlers[args.command](args)

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from dispatcher.admin.metrics import Metrics
 from dispatcher.channels.base import Delivery
 from dispatcher.delivery.deliverer import Deliverer
 from dispatcher.delivery.outcome import DeadLetter, Delivered, Outcome, RetryLater
@@ -96,10 +97,18 @@ def broker_actions(deliveries: Sequence[Delivery], outcomes: Sequence[Outcome]) 
 class Pipeline:
     """Decodes, matches and delivers one message at a time (many run concurrently)."""
 
-    def __init__(self, matcher: Matcher, deliverer: Deliverer, *, max_event_bytes: int) -> None:
+    def __init__(
+        self,
+        matcher: Matcher,
+        deliverer: Deliverer,
+        *,
+        max_event_bytes: int,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.matcher = matcher  # replaced whole on reload; a running match keeps the old one
         self._deliverer = deliverer
         self._max_event_bytes = max_event_bytes
+        self._metrics = metrics or Metrics(process=False)
         self.stats = Stats()
 
     async def handle(self, message: Incoming) -> list[Outgoing]:
@@ -109,18 +118,21 @@ class Pipeline:
         )
         if isinstance(decoded, InvalidEvent):
             self.stats.invalid += 1
+            self._metrics.event_invalid()
             log.warning(
                 "invalid event dead-lettered",
                 reason=decoded.reason,
                 routing_key=message.routing_key,
             )
             return [invalid_dead_letter(message, decoded.reason)]
+        self._metrics.event_consumed(decoded.type)
         return await self.deliver(decoded)
 
     async def deliver(self, event: Event) -> list[Outgoing]:
         subscriptions = self.matcher.match(event)
         if not subscriptions:
             self.stats.unmatched += 1
+            self._metrics.event_unmatched()
             log.debug("no subscription matched", event_id=event.id, type=event.type)
             return []
         deliveries = [Delivery.of(event, sub) for sub in subscriptions]

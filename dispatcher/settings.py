@@ -120,6 +120,39 @@ class SmtpSettings(_Section):
         return self.port or {"none": 25, "starttls": 587, "implicit": 465}[self.tls]
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[v6-address]:PORT` for IPv6) as (host, port); ValueError when malformed."""
+    host, sep, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    odd = "[" in host or "]" in host or (":" in host and not bracketed)
+    if not sep or not host or odd or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464")
+    return host, int(port)
+
+
+def _listen(value: str | None) -> str | None:
+    if value is not None:
+        parse_listen(value)
+    return value
+
+
+class AdminSettings(_Section):
+    """The admin HTTP server: /healthz, /readyz and /metrics (the subscriptions API mounts here
+    too). Loopback by default; `listen: null` turns it off."""
+
+    listen: str | None = "127.0.0.1:9464"
+    _check = field_validator("listen")(_listen)
+
+
+class MetricsSettings(_Section):
+    """A second server with only /healthz, /readyz and /metrics, for when the admin server is
+    off or must not be reachable from where Prometheus scrapes. Off by default."""
+
+    listen: str | None = None
+    _check = field_validator("listen")(_listen)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: auto: human console output on a TTY, JSON lines otherwise
@@ -132,6 +165,8 @@ class Settings(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     smtp: SmtpSettings | None = None
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     #: on SIGTERM, how long in-flight events may take to finish before they are handed back
     shutdown_timeout_s: float = Field(default=8.0, ge=0)
     subscriptions: list[Subscription] = Field(default_factory=list)
@@ -145,6 +180,13 @@ class Settings(_Section):
             if sub.name in seen:
                 raise ValueError(f"subscription name {sub.name!r} is used twice")
             seen.add(sub.name)
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_listen(self) -> Settings:
+        admin, metrics = self.admin.listen, self.metrics.listen
+        if admin is not None and admin == metrics and parse_listen(admin)[1] != 0:
+            raise ValueError("admin.listen and metrics.listen must differ (or set one to null)")
         return self
 
     @model_validator(mode="after")

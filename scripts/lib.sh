@@ -11,15 +11,18 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv || die "could not create .venv: apt-get install python3-venv"
   fi
-  # Reinstall only when the dependencies changed since the last install.
-  if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  # Reinstall only when pyproject.toml changed since the last install (by content, not mtime:
+  # a copy or checkout that keeps old timestamps still reinstalls).
+  local stamp
+  stamp="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
     echo "dispatcher: installing dependencies into .venv (log: .venv/install.log)" >&2
     if ! { .venv/bin/python -m pip install --upgrade pip \
-           && .venv/bin/python -m pip install -e ".[dev]"; } >.venv/install.log 2>&1; then
+           && .venv/bin/python -m pip install -e ".[dev,speed]"; } >.venv/install.log 2>&1; then
       tail -n 20 .venv/install.log >&2
       die "pip install failed (whole log: .venv/install.log)"
     fi
-    touch .venv/.installed
+    echo "$stamp" >.venv/.installed
   fi
 }
 

@@ -109,6 +109,7 @@ def write_config(
         "broker": names.broker_config(),
         "delivery": {"attempts": 3, "backoff_initial_s": 0.01, "backoff_max_s": 0.05},
         "logging": {"level": "info", "format": "json"},
+        "admin": {"listen": "127.0.0.1:0"},  # any free port: daemons in parallel never clash
         "subscriptions": subscriptions,
         **top,
     }

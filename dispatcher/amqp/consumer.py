@@ -18,6 +18,7 @@ from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 from yarl import URL
 
+from dispatcher.amqp.acks import Acker
 from dispatcher.amqp.topology import declare, topology
 from dispatcher.errors import BrokerError, PublishError
 from dispatcher.pipeline import Incoming, Outgoing
@@ -48,6 +49,7 @@ class Consumer:
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
         self._publisher: AbstractChannel | None = None
+        self._acker: Acker | None = None  # the consuming channel's, for one session
         self._unroutable: asyncio.Future[None] | None = None
         self.connected = asyncio.Event()  # set while consuming
         self.reconnects = 0
@@ -55,7 +57,9 @@ class Consumer:
 
     @property
     def ready(self) -> bool:
-        return self.connected.is_set()
+        """Consuming now: connected, topology declared, our consumer registered and not
+        cancelled by the broker, and not stopping."""
+        return self.connected.is_set() and not self._stop.is_set()
 
     def stop(self) -> None:
         """Ask `run()` to stop consuming, drain in-flight events and return."""
@@ -104,6 +108,7 @@ class Consumer:
             self._publisher = await connection.channel(publisher_confirms=True)
             await declare(channel, self._topology)
             await channel.basic_qos(prefetch_count=self._broker.prefetch)
+            self._acker = Acker(channel, batch=self._broker.prefetch // 4)
             cancelled = asyncio.get_running_loop().create_future()
             self._unroutable = asyncio.get_running_loop().create_future()
 
@@ -126,6 +131,7 @@ class Consumer:
         finally:
             self.connected.clear()
             await self._abandon_inflight()
+            await self._flush_acks()
             with contextlib.suppress(*CONNECTION_ERRORS, RuntimeError):
                 await asyncio.wait_for(connection.close(), 5)
 
@@ -168,6 +174,13 @@ class Consumer:
                     "shutdown deadline passed; returning events to the queue", late=len(late)
                 )
 
+    async def _flush_acks(self) -> None:
+        """Send the acks of the events that ended, before the channel goes (bounded)."""
+        acker, self._acker = self._acker, None
+        if acker is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(acker.flush(), 5)
+
     async def _abandon_inflight(self) -> None:
         """Cancel what is still running; its events stay unacked and the broker redelivers them."""
         tasks = set(self._inflight)
@@ -177,15 +190,20 @@ class Consumer:
             await asyncio.wait(tasks, timeout=5)
 
     async def _on_message(self, message: DeliveredMessage) -> None:
+        acker, tag = self._acker, message.delivery_tag
+        assert tag is not None  # always set on Basic.Deliver
+        if acker is None or acker.channel is not message.channel:
+            return  # from a channel already given up: unacked, so the broker redelivers it
+        acker.delivered(tag)  # before any await: tasks start in delivery order
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
         try:
-            await self._process(message)
+            await self._process(message, acker, tag)
         finally:
             self._inflight.discard(task)
 
-    async def _process(self, message: DeliveredMessage) -> None:
+    async def _process(self, message: DeliveredMessage, acker: Acker, tag: int) -> None:
         props = message.header.properties
         incoming = Incoming(
             body=message.body,
@@ -194,8 +212,6 @@ class Consumer:
             routing_key=message.routing_key or "",
             redelivered=bool(message.redelivered),
         )
-        tag = message.delivery_tag
-        assert tag is not None  # always set on Basic.Deliver
         try:
             outgoing = await self._handler(incoming)
             for out in outgoing:
@@ -204,13 +220,12 @@ class Consumer:
             raise
         except Exception as exc:  # not acked: the broker redelivers, then parks it at the limit
             log.exception("event processing failed; returning it to the queue", error=str(exc))
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await message.channel.basic_nack(tag, requeue=True)
+            try:
+                await acker.nack(tag)
+            except CONNECTION_ERRORS:
+                acker.settled(tag)
             return
-        try:
-            await message.channel.basic_ack(tag)
-        except CONNECTION_ERRORS:
-            log.warning("ack lost with the channel; the broker will redeliver the event")
+        acker.ended(tag)  # acked with others soon, or at the latest before the channel closes
 
     async def _publish(self, out: Outgoing) -> None:
         publisher = self._publisher

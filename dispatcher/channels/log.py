@@ -33,6 +33,9 @@ class LogChannel:
             time=event.time,
             **({"data": event.data} if event.data is not None else {}),
             **where,
+            event_id=event.id,
+            subscription=delivery.subscription.name,
+            delivery_id=delivery.id,
         )
         return SendOk("logged")
 

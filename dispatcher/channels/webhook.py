@@ -1,12 +1,16 @@
 """The `webhook` target: POSTs the event as a structured CloudEvent, signed the Standard Webhooks
 way (`webhook-id`, `webhook-timestamp`, `webhook-signature`), and classifies the answer.
 
+The event's bytes go out as they came in (no re-encoding), over dispatcher's own small keep-alive
+HTTP/1.1 client (`dispatcher.channels.httpclient`, which says why it is not aiohttp's).
+
 A webhook URL often carries a token in its path or query and credentials in its userinfo, so
 nothing here (reason, detail, repr) shows more of it than `origin(url)`: scheme://host[:port].
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import os
@@ -19,10 +23,12 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
-import aiohttp
+from yarl import URL
 
 from dispatcher import __version__
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
+from dispatcher.channels.http1 import ProtocolError, check_header, request_head
+from dispatcher.channels.httpclient import ClientClosed, Disconnected, HttpClient, Origin
 from dispatcher.subscriptions.models import WebhookTarget, signing_key
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -75,22 +81,50 @@ class _Prepared:
     """What a target needs on every send, worked out once."""
 
     target: WebhookTarget  # held so the id() it is cached under cannot be reused
-    url: str
     origin: str
-    headers: dict[str, str]
+    endpoint: Origin | None  # None: the URL or a header cannot make a valid request
+    head: bytes  # request line and the fixed headers; per-send ones follow
     key: bytes | None
-    timeout: aiohttp.ClientTimeout
     redact: tuple[str, ...]  # what an answer might echo back: URL parts, secrets, header values
 
 
-def _prepare(target: WebhookTarget, user_agent: str) -> _Prepared:
-    url = target.url.get_secret_value()
+def _headers(target: WebhookTarget, url: URL, user_agent: str) -> dict[str, str]:
     headers = {"User-Agent": user_agent}
     for name, value in target.headers.items():
         if name.lower() == "user-agent":  # a target's own User-Agent wins, without duplicates
             del headers["User-Agent"]
         headers[name] = value
+    if url.user is not None and not any(n.lower() == "authorization" for n in headers):
+        credentials = f"{url.user}:{url.password or ''}".encode("latin-1")
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode("ascii")
     headers["Content-Type"] = CONTENT_TYPE
+    for name, value in headers.items():
+        check_header(name, value)
+    return headers
+
+
+def _endpoint(target: WebhookTarget, user_agent: str) -> tuple[Origin, bytes]:
+    """Where to connect, and the request's fixed head. Raises ValueError for what no request
+    can carry (an unparseable URL, a header value with a line break)."""
+    url = URL(target.url.get_secret_value())
+    host = url.raw_host
+    if url.scheme not in ("http", "https") or not host or url.port is None:
+        raise ValueError("not an http(s) URL with a host")
+    shown = f"[{host}]" if ":" in host else host
+    if not url.is_default_port():
+        shown = f"{shown}:{url.port}"
+    headers = _headers(target, url, user_agent)
+    head = request_head(url.raw_path_qs or "/", shown, headers, 0)
+    head = head[: head.rindex(b"Content-Length:")]  # per send, with the signature
+    return Origin(url.scheme, host, url.port), head
+
+
+def _prepare(target: WebhookTarget, user_agent: str) -> _Prepared:
+    url = target.url.get_secret_value()
+    try:
+        endpoint, head = _endpoint(target, user_agent)
+    except (ValueError, UnicodeError):
+        endpoint, head = None, b""
     parts = urlsplit(url)
     sensitive = {url, parts.path, parts.query, parts.username or "", parts.password or ""}
     sensitive |= {unquote(s) for s in sensitive} | set(target.headers.values())
@@ -98,25 +132,12 @@ def _prepare(target: WebhookTarget, user_agent: str) -> _Prepared:
         sensitive.add(target.secret.get_secret_value())
     return _Prepared(
         target=target,
-        url=url,
         origin=origin(url),
-        headers=headers,
+        endpoint=endpoint,
+        head=head,
         key=signing_key(target.secret) if target.secret is not None else None,
-        timeout=aiohttp.ClientTimeout(total=target.timeout_s),
         redact=tuple(sorted((s for s in sensitive if len(s) >= 4), key=len, reverse=True)),
     )
-
-
-async def _read_bounded(stream: aiohttp.StreamReader, limit: int = MAX_RESPONSE_BYTES) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def _snippet(answer: bytes, redact: tuple[str, ...]) -> str:
@@ -138,10 +159,8 @@ def _not_accepted(
     return SendFailed(f"{head}: {snippet}" if snippet else head, retryable, retry_after_s)
 
 
-def _error_text(exc: BaseException) -> str:
-    """A one-line cause built from the OS/TLS error, never from str() of an aiohttp error, which
-    can contain the whole URL."""
-    err = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+def _error_text(err: BaseException) -> str:
+    """A one-line cause built from the OS/TLS error: the socket layer names addresses, not URLs."""
     if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
         return str(err.verify_message)
     if isinstance(err, ssl.SSLError) and err.reason:
@@ -150,54 +169,45 @@ def _error_text(exc: BaseException) -> str:
         return err.strerror
     if isinstance(err, OSError) and err.errno:
         return os.strerror(err.errno)
-    if isinstance(err, OSError) and not isinstance(err, aiohttp.ClientError) and str(err):
-        return " ".join(str(err).split())  # the socket layer's text names addresses, not URLs
-    if isinstance(err, aiohttp.ServerDisconnectedError):
-        return "server disconnected"
+    if isinstance(err, OSError) and str(err):
+        return " ".join(str(err).split())
     return type(err).__name__
 
 
 def _failure(exc: BaseException, p: _Prepared) -> SendFailed:
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, socket.gaierror):
         return SendFailed(f"cannot resolve the host of {p.origin}: {_error_text(exc)}", True)
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+    if isinstance(exc, ssl.SSLError):
         return SendFailed(f"TLS error with {p.origin}: {_error_text(exc)}", True)
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, OSError):  # only connecting raises it: later, the connection is "lost"
         return SendFailed(f"cannot connect to {p.origin}: {_error_text(exc)}", True)
-    if isinstance(exc, ValueError):  # InvalidURL, a bad header value: the config must change
-        reason = f"cannot post to {p.origin}: invalid request ({type(exc).__name__})"
-        return SendFailed(reason + "; check the target's url and headers", False)
-    return SendFailed(f"posting to {p.origin} failed: {_error_text(exc)}", True)
+    if isinstance(exc, ProtocolError):
+        return SendFailed(f"posting to {p.origin} failed: invalid HTTP answer: {exc}", True)
+    if isinstance(exc, Disconnected):
+        return SendFailed(f"posting to {p.origin} failed: server disconnected", True)
+    return SendFailed(f"posting to {p.origin} failed: {type(exc).__name__}", True)
 
 
 class WebhookChannel:
-    """Delivers to `webhook` targets through one pooled HTTP session.
+    """Delivers to `webhook` targets over one pooled HTTP client (keep-alive, per origin).
 
-    Without a `session` it makes its own on first use (inside the running loop) and closes it in
-    `close()`; a session passed in belongs to the caller and is left open.
+    Without a `client` it makes its own and closes it in `close()`; a client passed in belongs
+    to the caller and is left open.
     """
 
     def __init__(
         self,
-        session: aiohttp.ClientSession | None = None,
+        client: HttpClient | None = None,
         *,
         clock: Callable[[], float] = time.time,
         user_agent: str = f"dispatcher/{__version__}",
     ) -> None:
-        self._session = session
-        self._owns_session = session is None
+        self._client = client or HttpClient()
+        self._owns_client = client is None
         self._clock = clock
         self._user_agent = user_agent
         self._prepared: dict[int, _Prepared] = {}
         self._closed = False
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
-            # No cookie jar: a cookie one target sets must never travel to another.
-            jar = aiohttp.DummyCookieJar()
-            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=jar)
-        return self._session
 
     def _prepared_for(self, target: WebhookTarget) -> _Prepared:
         prepared = self._prepared.get(id(target))
@@ -212,29 +222,37 @@ class WebhookChannel:
         if not isinstance(target, WebhookTarget):
             raise TypeError(f"WebhookChannel cannot send to a {target.type!r} target")
         p = self._prepared_for(target)
-        if self._closed or (self._session is not None and self._session.closed):
+        if self._closed or self._client.closed:
             return SendFailed(f"not posting to {p.origin}: the webhook channel is closed", True)
+        if p.endpoint is None:  # the config must change: an invalid URL or header value
+            reason = f"cannot post to {p.origin}: invalid request (ValueError)"
+            return SendFailed(reason + "; check the target's url and headers", False)
         body = delivery.event.body
         timestamp = int(self._clock())
-        headers = {**p.headers, "webhook-id": delivery.id, "webhook-timestamp": str(timestamp)}
+        fields = [p.head, b"webhook-id: ", delivery.id.encode("ascii")]
+        fields += [b"\r\nwebhook-timestamp: ", b"%d" % timestamp, b"\r\n"]
         if p.key is not None:
-            headers["webhook-signature"] = sign(p.key, delivery.id, timestamp, body)
+            signature = sign(p.key, delivery.id, timestamp, body).encode("ascii")
+            fields += [b"webhook-signature: ", signature, b"\r\n"]
+        fields += [b"Content-Length: %d\r\n\r\n" % len(body), body]
+        request = b"".join(fields)
         try:
-            async with self._get_session().post(
-                p.url, data=body, headers=headers, timeout=p.timeout, allow_redirects=False
-            ) as response:
-                answer = await _read_bounded(response.content)
-                status, retry_after = response.status, response.headers.get("Retry-After")
-        except TimeoutError:  # also aiohttp's ServerTimeoutError and friends
+            async with asyncio.timeout(target.timeout_s):
+                answer = await self._client.request(p.endpoint, request, MAX_RESPONSE_BYTES)
+        except TimeoutError:
             return SendFailed(f"timed out after {target.timeout_s:g}s posting to {p.origin}", True)
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        except ClientClosed:
+            return SendFailed(f"not posting to {p.origin}: the webhook channel is closed", True)
+        except (OSError, ProtocolError, Disconnected) as exc:
             return _failure(exc, p)
+        status = answer.status
         if 200 <= status < 300:
             return SendOk(f"HTTP {status}")
-        return _not_accepted(status, answer, parse_retry_after(retry_after, self._clock()), p)
+        retry_after = parse_retry_after(answer.headers.get("retry-after"), self._clock())
+        return _not_accepted(status, answer.body, retry_after, p)
 
     async def close(self) -> None:
         self._closed = True
         self._prepared.clear()
-        if self._owns_session and self._session is not None:
-            await self._session.close()
+        if self._owns_client:
+            await self._client.close()

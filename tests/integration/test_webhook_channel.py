@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
@@ -21,6 +20,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from dispatcher import __version__
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
+from dispatcher.channels.httpclient import HttpClient
 from dispatcher.channels.webhook import WebhookChannel, origin, sign
 from dispatcher.events import Event, encode, new_event
 from dispatcher.subscriptions.models import Subscription, signing_key
@@ -303,13 +303,14 @@ async def test_a_huge_answer_is_read_only_in_part(hook: Hook, channel: WebhookCh
     assert await send(channel, sub) == SendOk("HTTP 204")
 
 
-async def test_a_given_session_is_left_open(hook: Hook) -> None:
+async def test_a_given_client_is_left_open(hook: Hook) -> None:
     hook.respond = answer(204)
-    async with aiohttp.ClientSession() as session:
-        webhooks = WebhookChannel(session)
-        assert await send(webhooks, subscription(hook.url())) == SendOk("HTTP 204")
-        await webhooks.close()
-        assert not session.closed
+    client = HttpClient()
+    webhooks = WebhookChannel(client)
+    assert await send(webhooks, subscription(hook.url())) == SendOk("HTTP 204")
+    await webhooks.close()
+    assert not client.closed
+    await client.close()
 
 
 async def test_send_after_close_fails_without_raising(hook: Hook) -> None:

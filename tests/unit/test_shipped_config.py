@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("path", "summary"),
     [
         ("config/dispatcher.yaml", "1 subscription (1 enabled): 1 log"),
+        ("config/container.yaml", "1 subscription (1 enabled): 1 log"),
         (
             "config/examples/seeds.yaml",
             "8 subscriptions (7 enabled): 1 email, 1 log, 1 slack, 2 slack_webhook, 3 webhook",

@@ -1,0 +1,1 @@
+"""The admin side of the daemon: the HTTP server (health, readiness, metrics) and the metrics."""

@@ -1,0 +1,179 @@
+"""The webhook HTTP client against real servers on loopback: chunked answers, connections the
+server closed while kept alive, the per-origin bound, TLS, and headers that would inject others."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+
+from dispatcher.channels.base import Delivery, SendFailed, SendOk
+from dispatcher.channels.httpclient import HttpClient, Origin
+from dispatcher.channels.webhook import WebhookChannel
+from dispatcher.events import Event, decode, encode, new_event
+from dispatcher.subscriptions.models import Subscription
+
+pytestmark = pytest.mark.integration
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+POST = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+
+
+def delivery(url: str, **target: Any) -> Delivery:
+    decoded = decode(encode(new_event("deployment.failed", "test")))
+    assert isinstance(decoded, Event)
+    sub = Subscription.model_validate(
+        {"name": "s", "events": ["*"], "target": {"type": "webhook", "url": url, **target}}
+    )
+    return Delivery.of(decoded, sub)
+
+
+async def serve(
+    handler: Handler, tls: ssl.SSLContext | None = None
+) -> tuple[int, Callable[[], Awaitable[None]]]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
+    return runner.addresses[0][1], runner.cleanup
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HttpClient]:
+    http = HttpClient(limit_per_origin=2)
+    yield http
+    await http.close()
+
+
+async def test_a_chunked_answer_is_read_and_the_connection_kept(client: HttpClient) -> None:
+    peers: list[Any] = []
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        response = web.StreamResponse(status=503)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b"busy ", b"come ", b"back"):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    port, stop = await serve(chunked)
+    try:
+        origin = Origin("http", "127.0.0.1", port)
+        answers = [await client.request(origin, POST, 1024) for _ in range(2)]
+    finally:
+        await stop()
+    assert [(a.status, a.body, a.reusable) for a in answers] == [(503, b"busy come back", True)] * 2
+    assert peers[0] == peers[1]
+
+
+async def test_a_kept_connection_the_server_dropped_is_replaced(client: HttpClient) -> None:
+    """The server reads the second request on a kept-alive connection and closes without an
+    answer (an idle timeout racing our write): the client sends it again on a new one."""
+    served: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = len(served)
+        served.append(connection)
+        try:
+            for request in range(2):
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)
+                if connection == 0 and request == 1:
+                    break  # the first connection's second request: dropped unanswered
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass  # the client closed its kept connection
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        origin = Origin("http", "127.0.0.1", port)
+        first = await client.request(origin, POST, 1024)
+        second = await client.request(origin, POST, 1024)
+        await client.close()  # its kept connection ends the second handler
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert (first.status, second.status) == (204, 204)
+    assert len(served) == 2
+
+
+async def test_requests_beyond_the_origin_limit_wait_for_a_connection(client: HttpClient) -> None:
+    active = 0
+    most = 0
+
+    async def slow(_request: web.Request) -> web.StreamResponse:
+        nonlocal active, most
+        active += 1
+        most = max(most, active)
+        await asyncio.sleep(0.05)
+        active -= 1
+        return web.Response(status=204)
+
+    port, stop = await serve(slow)
+    try:
+        origin = Origin("http", "127.0.0.1", port)
+        async with asyncio.timeout(10):
+            answers = await asyncio.gather(*(client.request(origin, POST, 64) for _ in range(7)))
+    finally:
+        await stop()
+    assert [a.status for a in answers] == [204] * 7
+    assert most == 2
+
+
+async def test_tls_is_verified(tmp_path: Any) -> None:
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+
+    async def ok(_request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204)
+
+    port, stop = await serve(ok, server_tls)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    trusted, untrusted = WebhookChannel(HttpClient(ssl_context=trusting)), WebhookChannel()
+    try:
+        url = f"https://127.0.0.1:{port}/hook"
+        assert await trusted.send(delivery(url)) == SendOk("HTTP 204")
+        refused = await untrusted.send(delivery(url))
+    finally:
+        await trusted.close()
+        await untrusted.close()
+        await stop()
+    assert isinstance(refused, SendFailed)
+    assert refused.retryable
+    assert refused.reason.startswith(f"TLS error with https://127.0.0.1:{port}: ")
+    assert "certificate" in refused.reason
+
+
+async def test_a_header_that_would_inject_another_is_never_sent() -> None:
+    received: list[web.Request] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        received.append(request)
+        return web.Response(status=204)
+
+    port, stop = await serve(record)
+    webhooks = WebhookChannel()
+    try:
+        url = f"http://127.0.0.1:{port}/hook"
+        result = await webhooks.send(delivery(url, headers={"X-Team": "ops\r\nX-Admin: yes"}))
+    finally:
+        await webhooks.close()
+        await stop()
+    assert isinstance(result, SendFailed)
+    assert not result.retryable
+    assert "invalid request" in result.reason
+    assert received == []

@@ -27,7 +27,7 @@ from benchmarks.broker import AMQP_URL, event_body
 from dispatcher.cli import run_async
 
 PREFETCH = 200  # the daemon's default, so both consume under the same bound
-POSTERS = 64  # concurrent requests; the webhook channel's per-host connection limit
+POSTERS = 64  # concurrent requests: as many as the webhook client opens to one origin
 
 
 class Clock:

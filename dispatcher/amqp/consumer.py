@@ -1,7 +1,8 @@
 """The consumer: one aiormq connection, kept alive across broker restarts, feeding the pipeline.
 
 Guarantees: an event is acked only after its pipeline run ended and every message it asked for
-(dead letters) was confirmed by the broker. Anything else (a crash, a lost connection, a failed
+(dead letters) was confirmed by the broker. Acks go out in batches (`dispatcher.amqp.acks`), and
+a batch never covers an event still running. Anything else (a crash, a lost connection, a failed
 publish, a shutdown deadline) leaves the event unacked or nacked, so the broker delivers it again.
 Deliveries carry a stable id, so receivers can drop the duplicates that at-least-once implies.
 """

@@ -34,12 +34,12 @@ def check_header(name: str, value: str) -> None:
         raise ValueError("invalid header value")
 
 
-def request_head(target: str, host: str, headers: dict[str, str], body_length: int) -> bytes:
-    """`POST target HTTP/1.1` and its header block, ready to send before the body."""
+def request_head(target: str, host: str, headers: dict[str, str]) -> bytes:
+    """`POST target HTTP/1.1` and these headers, each line ending in CRLF: the head's fixed
+    part. The sender adds its per-request headers, `Content-Length`, a blank line, the body."""
     lines = [f"POST {target} HTTP/1.1", f"Host: {host}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines.append(f"Content-Length: {body_length}\r\n\r\n")
-    return "\r\n".join(lines).encode("utf-8")
+    return "".join(f"{line}\r\n" for line in lines).encode("utf-8")
 
 
 class ResponseParser:

@@ -114,9 +114,7 @@ def _endpoint(target: WebhookTarget, user_agent: str) -> tuple[Origin, bytes]:
     if not url.is_default_port():
         shown = f"{shown}:{url.port}"
     headers = _headers(target, url, user_agent)
-    head = request_head(url.raw_path_qs or "/", shown, headers, 0)
-    head = head[: head.rindex(b"Content-Length:")]  # per send, with the signature
-    return Origin(url.scheme, host, url.port), head
+    return Origin(url.scheme, host, url.port), request_head(url.raw_path_qs or "/", shown, headers)
 
 
 def _prepare(target: WebhookTarget, user_agent: str) -> _Prepared:

@@ -10,7 +10,8 @@ WORKDIR /src
 RUN python -m venv /opt/dispatcher
 # The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt \
+# The runtime dependencies and the `speed` extra (uvloop), read from pyproject.toml.
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["speed"]))' > requirements.txt \
     && /opt/dispatcher/bin/pip install --requirement requirements.txt
 COPY README.md ./
 COPY dispatcher ./dispatcher

@@ -8,7 +8,8 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 import aiormq
 import yaml
 from aiohttp import web
+
+from dispatcher.app import App
+from dispatcher.config import load_settings
 
 AMQP_URL = os.environ.get("DISPATCHER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -193,3 +197,18 @@ async def start_sink() -> tuple[Sink, Callable[[], Awaitable[None]]]:
     port = runner.addresses[0][1]
     sink.base_url = f"http://127.0.0.1:{port}"
     return sink, runner.cleanup
+
+
+@asynccontextmanager
+async def running(config: Path) -> AsyncIterator[App]:
+    """The daemon in this process, consuming, for the body of the `async with`; stopped after,
+    and it must exit 0."""
+    app = App(load_settings(config), config_path=config)
+    task = asyncio.create_task(app.run())
+    try:
+        async with asyncio.timeout(15):
+            await app.consumer.connected.wait()
+        yield app
+    finally:
+        app.stop()
+        assert await asyncio.wait_for(task, 30) == 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,6 @@ import pytest
 from standardwebhooks import Webhook
 
 from dispatcher.app import App
-from dispatcher.config import load_settings
 from dispatcher.events import encode, new_event
 from tests.support import (
     BrokerNames,
@@ -24,6 +21,7 @@ from tests.support import (
     drain_queue,
     publish_raw,
     queue_depth,
+    running,
     wait_until,
     write_config,
 )
@@ -31,19 +29,6 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-@asynccontextmanager
-async def running(config: Path) -> AsyncIterator[App]:
-    app = App(load_settings(config), config_path=config)
-    task = asyncio.create_task(app.run())
-    try:
-        async with asyncio.timeout(15):
-            await app.consumer.connected.wait()
-        yield app
-    finally:
-        app.stop()
-        assert await asyncio.wait_for(task, 30) == 0
 
 
 def webhook(sink: Sink, path: str, **extra: Any) -> dict[str, Any]:

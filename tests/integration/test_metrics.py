@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +13,13 @@ import aiormq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.app import App
-from dispatcher.config import load_settings
 from dispatcher.events import encode, new_event
 from tests.integration.observe import get
-from tests.support import BrokerNames, Sink, publish_raw, wait_until, write_config
+from tests.support import BrokerNames, Sink, publish_raw, running, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-@asynccontextmanager
-async def running(config: Path) -> AsyncIterator[App]:
-    app = App(load_settings(config), config_path=config)
-    task = asyncio.create_task(app.run())
-    try:
-        async with asyncio.timeout(15):
-            await app.consumer.connected.wait()
-        yield app
-    finally:
-        app.stop()
-        assert await asyncio.wait_for(task, 30) == 0
 
 
 def parse(text: str) -> Samples:

@@ -21,8 +21,8 @@ from tests.integration.smtp_server import (  # noqa: F401  (pytest fixtures, fou
     smtp_ca_fixture,
     smtp_tls_server_fixture,
 )
-from tests.integration.test_daemon import publish_events, running, settled
-from tests.support import BrokerNames, drain_queue, write_config
+from tests.integration.test_daemon import publish_events, settled
+from tests.support import BrokerNames, drain_queue, running, write_config
 
 pytestmark = pytest.mark.integration
 

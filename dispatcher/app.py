@@ -23,6 +23,7 @@ from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
 from dispatcher.channels.webhook import WebhookChannel
 from dispatcher.config import load_settings
 from dispatcher.delivery.deliverer import Deliverer
+from dispatcher.delivery.pacing import Pacer
 from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.errors import BrokerError, ConfigError
 from dispatcher.logs import SecretRedactor
@@ -77,13 +78,24 @@ def _email(delivery: Delivery) -> EmailMessage:
     return email_message(delivery.event, delivery.subscription)
 
 
-def build_channels(settings: Settings) -> dict[str, Channel]:
+def _pacer(settings: Settings, metrics: Metrics | None, target_type: str) -> Pacer:
+    """Slack's per-channel pacing, counting its waits in the metrics."""
+    waits = metrics.target(target_type).rate_limit_waits if metrics is not None else None
+    return Pacer(
+        settings.slack.per_channel_interval_s,
+        on_wait=None if waits is None else lambda _delay_s: waits.inc(),
+    )
+
+
+def build_channels(settings: Settings, metrics: Metrics | None = None) -> dict[str, Channel]:
     """One channel per target type; `email` only when the config has an `smtp:` section."""
     channels: dict[str, Channel] = {
         "webhook": WebhookChannel(),
         "log": LogChannel(),
-        "slack": SlackChannel(settings.slack, _slack),
-        "slack_webhook": SlackWebhookChannel(_slack),
+        "slack": SlackChannel(settings.slack, _slack, pacer=_pacer(settings, metrics, "slack")),
+        "slack_webhook": SlackWebhookChannel(
+            _slack, pacer=_pacer(settings, metrics, "slack_webhook")
+        ),
     }
     if settings.smtp is not None:
         smtp = settings.smtp
@@ -108,7 +120,7 @@ class App:
         self._config_path = config_path
         self._redactor = redactor or SecretRedactor()
         self._redactor.update(secrets_of(settings))
-        self.channels = build_channels(settings)
+        self.channels = build_channels(settings, self.metrics)
         delivery = settings.delivery
         self.deliverer = Deliverer(
             self.channels,

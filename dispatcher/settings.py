@@ -80,6 +80,9 @@ class DeliverySettings(_Section):
 class SlackSettings(_Section):
     #: Slack's Web API base; a proxy or a test server can stand in
     api_url: str = "https://slack.com/api/"
+    #: posts to one channel (or incoming webhook) are spaced this far apart: Slack takes about
+    #: one message a second per channel and answers a burst beyond that with 429
+    per_channel_interval_s: float = Field(default=1.0, ge=0, le=60)
 
     @field_validator("api_url")
     @classmethod

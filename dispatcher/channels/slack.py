@@ -30,11 +30,16 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
 from dispatcher.channels.webhook import origin, parse_retry_after
+from dispatcher.delivery.pacing import Pacer
 from dispatcher.render import SlackMessage
 from dispatcher.settings import SlackSettings
 from dispatcher.subscriptions.models import SlackTarget, SlackWebhookTarget
 
 Render = Callable[[Delivery], SlackMessage]
+_Post = Callable[[], Awaitable[SendResult]]
+
+#: Slack's limit is about one message a second per channel (incoming webhooks too)
+SLACK_INTERVAL_S = 1.0
 _Client = TypeVar("_Client")
 
 #: Web API errors worth another try; any other error is permanent unless the status is 5xx.
@@ -109,9 +114,14 @@ class _SlackChannelBase(Generic[_Client]):
     """The pooled session, the bounded client cache and `close()`, shared by both channels."""
 
     def __init__(
-        self, render: Render, session: aiohttp.ClientSession | None, clock: Callable[[], float]
+        self,
+        render: Render,
+        session: aiohttp.ClientSession | None,
+        clock: Callable[[], float],
+        pacer: Pacer | None,
     ) -> None:
         self._render = render
+        self._pacer = pacer or Pacer(SLACK_INTERVAL_S)
         self._session = session
         self._owns_session = session is None
         self._clock = clock
@@ -139,6 +149,21 @@ class _SlackChannelBase(Generic[_Client]):
                 del self._clients[next(iter(self._clients))]
             client = self._clients[key] = make(self._get_session())
         return client
+
+    async def _paced(
+        self, key: str, where: str, timeout_s: float, at: str | None, post: _Post
+    ) -> SendResult:
+        """One post in its turn on this key (a channel): Slack takes about one a second each.
+        A 429 holds the key back for its Retry-After (or one interval)."""
+        key = hashlib.sha256(key.encode()).hexdigest()  # the key may hold a token or a URL
+        await self._pacer.wait(key)
+        try:
+            result = await _attempt(where, timeout_s, at, post)
+        finally:
+            self._pacer.sent(key)
+        if isinstance(result, SendFailed) and result.retry_after_s is not None:
+            self._pacer.defer(key, result.retry_after_s)
+        return result
 
     def _message(self, delivery: Delivery, where: str) -> SlackMessage | SendFailed:
         try:
@@ -171,8 +196,9 @@ class SlackChannel(_SlackChannelBase[AsyncWebClient]):
         *,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
+        pacer: Pacer | None = None,
     ) -> None:
-        super().__init__(render, session, clock)
+        super().__init__(render, session, clock, pacer)
         self._api_url = settings.api_url
         self._at = origin(settings.api_url)
 
@@ -215,7 +241,8 @@ class SlackChannel(_SlackChannelBase[AsyncWebClient]):
             ts, channel = response.get("ts"), response.get("channel")
             return SendOk(f"ok, ts={ts}" + (f", channel={channel}" if channel else ""))
 
-        return await _attempt(where, target.timeout_s, self._at, post)
+        key = f"{token}\0{target.channel}"
+        return await self._paced(key, where, target.timeout_s, self._at, post)
 
     def _api_failure(self, where: str, response: Any) -> SendFailed:
         """Classify an answer the SDK refused: an AsyncSlackResponse (`ok: false` or not HTTP
@@ -256,8 +283,9 @@ class SlackWebhookChannel(_SlackChannelBase[AsyncWebhookClient]):
         *,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
+        pacer: Pacer | None = None,
     ) -> None:
-        super().__init__(render, session, clock)
+        super().__init__(render, session, clock, pacer)
 
     async def send(self, delivery: Delivery) -> SendResult:
         target = delivery.subscription.target
@@ -294,4 +322,4 @@ class SlackWebhookChannel(_SlackChannelBase[AsyncWebhookClient]):
             reason = f"{where}: {code} (HTTP {status})" if code else f"{where}: HTTP {status}"
             return SendFailed(reason, _retryable(status), retry_after)
 
-        return await _attempt(where, target.timeout_s, None, post)
+        return await self._paced(url, where, target.timeout_s, None, post)

@@ -5,6 +5,7 @@ reason, repr or log line."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import socket
@@ -16,6 +17,7 @@ import pytest
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
 from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
+from dispatcher.delivery.pacing import Pacer
 from dispatcher.events import Event, encode, new_event
 from dispatcher.render import SlackMessage
 from dispatcher.settings import SlackSettings
@@ -70,7 +72,8 @@ async def api(clock: FakeClock) -> AsyncIterator[SlackApiStandin]:
 
 @pytest.fixture
 async def slack(api: SlackApiStandin) -> AsyncIterator[SlackChannel]:
-    channel = SlackChannel(SlackSettings(api_url=api.api_url), render)
+    # Unpaced, so these tests see Slack's own answers (pacing has tests of its own).
+    channel = SlackChannel(SlackSettings(api_url=api.api_url), render, pacer=Pacer(0))
     yield channel
     await channel.close()
 
@@ -83,7 +86,7 @@ async def hooks() -> AsyncIterator[SlackWebhookStandin]:
 
 @pytest.fixture
 async def webhooks() -> AsyncIterator[SlackWebhookChannel]:
-    channel = SlackWebhookChannel(render)
+    channel = SlackWebhookChannel(render, pacer=Pacer(0))
     yield channel
     await channel.close()
 
@@ -209,6 +212,47 @@ async def test_a_second_post_within_a_second_is_rate_limited(
     assert isinstance(after_a_second, SendOk)
     assert len(api.received) == 4
     assert [post.channel for post in api.posts] == ["#deploys", "#alerts", "#deploys"]
+
+
+async def test_posts_to_one_channel_are_paced_so_a_burst_all_arrives() -> None:
+    """Three posts to #deploys at once, to a Slack that refuses a second post within 0.2 s:
+    paced 0.3 s apart, none is refused; #alerts does not wait behind them."""
+    waits: list[float] = []
+    pacer = Pacer(0.3, on_wait=waits.append)
+    async with SlackApiStandin(
+        tokens=[TOKEN], channels=["deploys", "alerts"], per_channel_s=0.2
+    ) as api:
+        channel = SlackChannel(SlackSettings(api_url=api.api_url), render, pacer=pacer)
+        try:
+            results = await asyncio.gather(
+                *(send(channel, slack_sub("#deploys")) for _ in range(3)),
+                send(channel, slack_sub("#alerts")),
+            )
+        finally:
+            await channel.close()
+    assert all(isinstance(result, SendOk) for result in results), results
+    assert waits == pytest.approx([0.3, 0.6], abs=0.05)
+    assert len(api.received) == 4  # no 429 among them
+    assert sorted(post.channel for post in api.posts) == [
+        "#alerts",
+        "#deploys",
+        "#deploys",
+        "#deploys",
+    ]
+
+
+async def test_a_429_holds_the_channel_back_for_its_retry_after(
+    api: SlackApiStandin, clock: FakeClock
+) -> None:
+    pacer = Pacer(1.0, clock=clock)
+    channel = SlackChannel(SlackSettings(api_url=api.api_url), render, pacer=pacer)
+    api.answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"})
+    try:
+        assert failed(await send(channel, slack_sub("#deploys"))).retry_after_s == 30.0
+    finally:
+        await channel.close()
+    key = hashlib.sha256(f"{TOKEN}\0#deploys".encode()).hexdigest()
+    assert pacer.reserve(key) == 30.0
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from dispatcher.app import App
 from dispatcher.config import load_settings
+from dispatcher.events import Event, decode, encode
 
 AMQP_URL = os.environ.get("DISPATCHER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -212,3 +213,10 @@ async def running(config: Path) -> AsyncIterator[App]:
     finally:
         app.stop()
         assert await asyncio.wait_for(task, 30) == 0
+
+
+def as_event(body: dict[str, Any]) -> Event:
+    """The Event the daemon decodes from this structured-mode body (say, from `new_event`)."""
+    decoded = decode(encode(body))
+    assert isinstance(decoded, Event), decoded
+    return decoded

@@ -116,9 +116,10 @@ class _SlackChannelBase(Generic[_Client]):
     def __init__(
         self,
         render: Render,
-        session: aiohttp.ClientSession | None,
-        clock: Callable[[], float],
-        pacer: Pacer | None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.time,
+        pacer: Pacer | None = None,
     ) -> None:
         self._render = render
         self._pacer = pacer or Pacer(SLACK_INTERVAL_S)
@@ -198,7 +199,7 @@ class SlackChannel(_SlackChannelBase[AsyncWebClient]):
         clock: Callable[[], float] = time.time,
         pacer: Pacer | None = None,
     ) -> None:
-        super().__init__(render, session, clock, pacer)
+        super().__init__(render, session=session, clock=clock, pacer=pacer)
         self._api_url = settings.api_url
         self._at = origin(settings.api_url)
 
@@ -276,16 +277,6 @@ class SlackWebhookChannel(_SlackChannelBase[AsyncWebhookClient]):
     from the status and Slack's error code (`invalid_payload`, `channel_is_archived`, ...). The
     URL is the credential: reasons name only its origin.
     """
-
-    def __init__(
-        self,
-        render: Render,
-        *,
-        session: aiohttp.ClientSession | None = None,
-        clock: Callable[[], float] = time.time,
-        pacer: Pacer | None = None,
-    ) -> None:
-        super().__init__(render, session, clock, pacer)
 
     async def send(self, delivery: Delivery) -> SendResult:
         target = delivery.subscription.target

@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
 from dispatcher.channels.email import IDLE_CHECK_S, EmailChannel, list_id, list_label
-from dispatcher.events import Event, encode, new_event
+from dispatcher.events import Event, new_event
 from dispatcher.render import EmailMessage
 from dispatcher.settings import SmtpSettings
 from dispatcher.subscriptions.models import Subscription
@@ -35,6 +35,7 @@ from tests.integration.smtp_server import (  # noqa: F401  (pytest fixtures, fou
     smtp_server_fixture,
     smtp_tls_server_fixture,
 )
+from tests.support import as_event
 
 pytestmark = pytest.mark.integration
 
@@ -75,15 +76,7 @@ def event() -> Event:
     as_dict = new_event(
         "deployment.succeeded", "/seeds/deployments", id="evt-1", data={"app": "api"}
     )
-    attributes = {name: value for name, value in as_dict.items() if name != "data"}
-    return Event(
-        id=as_dict["id"],
-        source=as_dict["source"],
-        type=as_dict["type"],
-        attributes=attributes,
-        data=as_dict["data"],
-        body=encode(as_dict),
-    )
+    return as_event(as_dict)
 
 
 def delivery(to: list[str], cc: list[str] | None = None, bcc: list[str] | None = None) -> Delivery:

@@ -15,8 +15,9 @@ from aiohttp import web
 from dispatcher.channels.base import Delivery, SendFailed, SendOk
 from dispatcher.channels.httpclient import HttpClient, Origin
 from dispatcher.channels.webhook import WebhookChannel
-from dispatcher.events import Event, decode, encode, new_event
+from dispatcher.events import new_event
 from dispatcher.subscriptions.models import Subscription
+from tests.support import as_event
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +26,7 @@ POST = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
 
 
 def delivery(url: str, **target: Any) -> Delivery:
-    decoded = decode(encode(new_event("deployment.failed", "test")))
-    assert isinstance(decoded, Event)
+    decoded = as_event(new_event("deployment.failed", "test"))
     sub = Subscription.model_validate(
         {"name": "s", "events": ["*"], "target": {"type": "webhook", "url": url, **target}}
     )

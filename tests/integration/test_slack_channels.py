@@ -18,11 +18,12 @@ import pytest
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
 from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
 from dispatcher.delivery.pacing import Pacer
-from dispatcher.events import Event, encode, new_event
+from dispatcher.events import Event, new_event
 from dispatcher.render import SlackMessage
 from dispatcher.settings import SlackSettings
 from dispatcher.subscriptions.models import Subscription
 from tests.integration.slack_standin import SlackApiStandin, SlackWebhookStandin
+from tests.support import as_event
 
 pytestmark = pytest.mark.integration
 
@@ -107,15 +108,7 @@ def hook_sub(url: str, timeout_s: float = 5.0) -> Subscription:
 
 def event() -> Event:
     as_dict = new_event("deployment.succeeded", "/seeds/deployments", id="evt-1", data={"a": 1})
-    attributes = {name: value for name, value in as_dict.items() if name != "data"}
-    return Event(
-        id=as_dict["id"],
-        source=as_dict["source"],
-        type=as_dict["type"],
-        attributes=attributes,
-        data=as_dict["data"],
-        body=encode(as_dict),
-    )
+    return as_event(as_dict)
 
 
 async def send(channel: SlackChannel | SlackWebhookChannel, sub: Subscription) -> SendResult:

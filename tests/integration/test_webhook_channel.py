@@ -22,8 +22,9 @@ from dispatcher import __version__
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
 from dispatcher.channels.httpclient import HttpClient
 from dispatcher.channels.webhook import WebhookChannel, origin, sign
-from dispatcher.events import Event, encode, new_event
+from dispatcher.events import Event, new_event
 from dispatcher.subscriptions.models import Subscription, signing_key
+from tests.support import as_event
 
 pytestmark = pytest.mark.integration
 
@@ -135,15 +136,7 @@ def event() -> Event:
         data={"app": "api"},
         project="shop",
     )
-    attributes = {name: value for name, value in as_dict.items() if name != "data"}
-    return Event(
-        id=as_dict["id"],
-        source=as_dict["source"],
-        type=as_dict["type"],
-        attributes=attributes,
-        data=as_dict["data"],
-        body=encode(as_dict),
-    )
+    return as_event(as_dict)
 
 
 async def send(channel: WebhookChannel, sub: Subscription) -> SendResult:

@@ -6,8 +6,9 @@ from structlog.testing import capture_logs
 
 from dispatcher.channels.base import Delivery, SendOk
 from dispatcher.channels.log import LogChannel
-from dispatcher.events import Event, decode, encode, new_event
+from dispatcher.events import Event, new_event
 from dispatcher.subscriptions.models import Subscription
+from tests.support import as_event
 
 
 def event() -> Event:
@@ -20,9 +21,7 @@ def event() -> Event:
         environment="prod-eu",
         envtype="PRODUCTION",
     )
-    decoded = decode(encode(body))
-    assert isinstance(decoded, Event)
-    return decoded
+    return as_event(body)
 
 
 async def test_logs_the_rendered_text_and_the_facts() -> None:

@@ -57,6 +57,10 @@ class BrokerSettings(_Section):
         parts = urlsplit(url.get_secret_value())
         if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
             raise ValueError("must be an amqp:// or amqps:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - reading it is the check: it raises on a bad port
+        except ValueError:
+            raise ValueError("the port must be a number from 0 to 65535") from None
         return url
 
     @property

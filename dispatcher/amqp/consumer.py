@@ -158,7 +158,9 @@ class Consumer:
         finally:
             stop.cancel()
         for future in done:
-            if future is not stop and future is not cancelled and not future.cancelled():
+            if any(future is why for why in (stop, cancelled, self._unroutable)):
+                continue  # ends the session; the caller says why
+            if not future.cancelled():
                 exc = future.exception()
                 raise exc if exc else aiormq.exceptions.ConnectionClosed(0, "closed")
 

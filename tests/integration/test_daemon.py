@@ -22,6 +22,7 @@ from tests.support import (
     publish_raw,
     queue_depth,
     running,
+    start_sink,
     wait_until,
     write_config,
 )
@@ -260,3 +261,34 @@ async def test_broker_restart_mid_stream_loses_nothing(
     assert await queue_depth(channel, names.queue) == 0
     assert await queue_depth(channel, names.dead_letter_queue) == 0
     await connection.close()
+
+
+async def test_a_slow_delivery_does_not_stop_the_others(
+    tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    """One event stuck on a slow target must not hold back the acks of the events after it:
+    with a prefetch of 8, forty more events still flow past it."""
+    slow, stop_slow = await start_sink()
+    slow.hold = asyncio.Event()
+    try:
+        subscriptions = [
+            {"name": "slow", "events": ["deployment.*"], "target": webhook(slow, "/slow")},
+            {"name": "fast", "events": ["parameter.*"], "target": webhook(sink, "/fast")},
+        ]
+        config = write_config(
+            tmp_path / "c.yaml", names, subscriptions, broker=names.broker_config(prefetch=8)
+        )
+        events = [new_event("deployment.failed", "/ci")]
+        events += [new_event("parameter.created", "/config", subject=f"P{i}") for i in range(40)]
+        async with running(config) as app:
+            await publish_events(amqp, names, events)
+            await slow.wait_for(1)
+            await sink.wait_for(40)  # before: stuck after 7, unacked behind the slow one
+            await wait_until(lambda: app.pipeline.stats.delivered == 40, what="40 delivered")
+            assert app.pipeline.stats.dead_lettered == 0
+            slow.hold.set()
+            await settled(app, len(events))
+        assert await queue_depth(amqp, names.queue) == 0
+    finally:
+        slow.hold.set()
+        await stop_slow()

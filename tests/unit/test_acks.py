@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from dispatcher.amqp.acks import AckWindow
 
 
-def window(delivered: int) -> AckWindow:
-    acks = AckWindow()
+def window(delivered: int, hold: int = 50) -> AckWindow:
+    acks = AckWindow(hold=hold)
     for tag in range(1, delivered + 1):
         acks.delivered(tag)
     return acks
@@ -79,19 +79,22 @@ def test_taken_acks_are_not_taken_again(first: int) -> None:
 
 
 @given(
-    st.integers(min_value=1, max_value=40).flatmap(
+    case=st.integers(min_value=1, max_value=40).flatmap(
         lambda n: st.tuples(
             st.permutations(range(1, n + 1)),
             st.lists(st.booleans(), min_size=n, max_size=n),
             st.lists(st.booleans(), min_size=n, max_size=n),
         )
-    )
+    ),
+    hold=st.integers(min_value=1, max_value=50),
 )
-def test_acks_match_the_broker_model(case: tuple[list[int], list[bool], list[bool]]) -> None:
+def test_acks_match_the_broker_model(
+    case: tuple[list[int], list[bool], list[bool]], hold: int
+) -> None:
     """Events end in any order, some nacked, with takes in between: every ack sent covers only
     ended events, each acked event is acked exactly once, and in the end all of them are."""
     order, nacked, take_after = case
-    acks = window(len(order))
+    acks = window(len(order), hold)
     outstanding = set(order)  # the broker's unacked tags
     ended: set[int] = set()
     acked: list[int] = []
@@ -116,3 +119,22 @@ def test_acks_match_the_broker_model(case: tuple[list[int], list[bool], list[boo
     send()
     assert sorted(acked) == sorted(t for t in order if not nacked[t - 1])
     assert not outstanding
+
+
+def test_events_ended_behind_a_running_one_are_acked_singly_once_enough_wait() -> None:
+    """A slow event must not hold back the acks of everything after it: they count against the
+    prefetch, and the consumer would stop."""
+    acks = AckWindow(hold=3)
+    for tag in range(1, 7):
+        acks.delivered(tag)
+    acks.ended(2, ack=True)
+    acks.ended(3, ack=True)
+    assert acks.take() == []  # 1 still runs; two waiting are below the hold
+    acks.ended(4, ack=True)
+    assert acks.ready == 3
+    assert acks.take() == [(2, False), (3, False), (4, False)]
+    acks.ended(1, ack=True)
+    acks.ended(5, ack=True)
+    assert acks.take() == [(5, True)]  # passes over 2-4, already acked, and covers 1 and 5
+    acks.ended(6, ack=True)
+    assert acks.take() == [(6, True)]

@@ -278,6 +278,12 @@ def test_a_bad_broker_url_from_the_environment_names_the_variable() -> None:
     ]
 
 
+def test_a_broker_url_with_a_bad_port_is_a_config_error() -> None:
+    assert problems("broker: {url: 'amqp://u:p@host:99999/'}") == [
+        "config.yaml:1: broker.url: the port must be a number from 0 to 65535"
+    ]
+
+
 def test_merge_keys_and_anchors_work_as_in_safe_load() -> None:
     text = """\
     subscriptions:

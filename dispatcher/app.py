@@ -84,6 +84,7 @@ def _pacer(settings: Settings, metrics: Metrics | None, target_type: str) -> Pac
     return Pacer(
         settings.slack.per_channel_interval_s,
         on_wait=None if waits is None else lambda _delay_s: waits.inc(),
+        max_hold_s=settings.delivery.max_retry_after_s,
     )
 
 

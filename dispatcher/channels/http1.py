@@ -6,6 +6,7 @@ Pure: no sockets. `dispatcher.channels.httpclient` runs it over pooled keep-aliv
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -13,6 +14,7 @@ MAX_HEAD_BYTES = 64 * 1024
 _MAX_LINE_BYTES = 8 * 1024
 _NO_BODY = frozenset({204, 304})
 _FORBIDDEN = frozenset("\r\n\x00")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class ProtocolError(Exception):
@@ -121,7 +123,7 @@ class ResponseParser:
         if length is None:
             self._mode = "close"
             return None
-        if not length.strip().isdigit():
+        if not _is_number(length.strip()):
             raise ProtocolError("invalid Content-Length")
         self._left = int(length)
         self._oversized = self._left > self._max_body
@@ -147,10 +149,9 @@ class ResponseParser:
         if line is None:
             return False
         size = line.split(b";", 1)[0].strip()
-        try:
-            self._left = int(size, 16)
-        except ValueError:
-            raise ProtocolError("invalid chunk size") from None
+        if not _HEX.fullmatch(size):  # int(x, 16) would take "-2", "+5", "0x5" and "1_0"
+            raise ProtocolError("invalid chunk size")
+        self._left = int(size, 16)
         self._mode = "chunk" if self._left else "trailer"
         return None
 
@@ -193,12 +194,17 @@ _STEPS: dict[str, Callable[[ResponseParser], Answer | bool | None]] = {
 }
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _parse_head(raw: bytes) -> tuple[int, str, dict[str, str]]:
     lines = raw.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3:
         raise ProtocolError("not an HTTP/1.x status line")
-    if not parts[1].isdigit():
+    if not _is_number(parts[1]):
         raise ProtocolError("not an HTTP/1.x status line")
     headers: dict[str, str] = {}
     name = ""

@@ -20,6 +20,8 @@ from dispatcher.channels.http1 import Answer, ProtocolError, ResponseParser
 
 #: connections at once to one origin; more requests wait for one to come free
 LIMIT_PER_ORIGIN = 64
+#: kept-alive connections tried for one request, each dropped before it answered anything
+_REUSE_TRIES = 3
 KEEPALIVE_S = 30.0  # an idle connection older than this is closed rather than reused
 
 
@@ -186,15 +188,19 @@ class HttpClient:
         pool = self._pools.get(origin)
         if pool is None:
             pool = self._pools[origin] = _Pool(self._limit)
-        connection = pool.take_idle(time.monotonic(), self._keepalive_s)
-        if connection is not None:
-            try:
+        for _ in range(_REUSE_TRIES):
+            connection = pool.take_idle(time.monotonic(), self._keepalive_s)
+            if connection is None:
+                connection = await pool.turn()  # a free slot (None), or a kept one handed over
+            if connection is None:
+                break
+            try:  # a kept-alive connection: the server may have closed it meanwhile
                 return await self._exchange(pool, connection, data)
             except Disconnected as exc:
                 if not exc.answered_nothing:
-                    raise
-                # A kept-alive connection the server had closed meanwhile: once more, afresh.
-        connection = await pool.turn()
+                    raise  # the request may have arrived: not sent again
+        else:
+            connection = await pool.turn()
         if connection is None:
             try:
                 connection = await self._connect(origin, max_body)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import math
 import os
 import socket
 import ssl
@@ -66,7 +67,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value)
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -103,9 +105,9 @@ def _headers(target: WebhookTarget, url: URL, user_agent: str) -> dict[str, str]
     return headers
 
 
-def _endpoint(target: WebhookTarget, user_agent: str) -> tuple[Origin, bytes]:
-    """Where to connect, and the request's fixed head. Raises ValueError for what no request
-    can carry (an unparseable URL, a header value with a line break)."""
+def _endpoint(target: WebhookTarget, user_agent: str) -> tuple[Origin, bytes, dict[str, str]]:
+    """Where to connect, the request's fixed head, and its headers. Raises ValueError for what
+    no request can carry (an unparseable URL, a header value with a line break)."""
     url = URL(target.url.get_secret_value())
     host = url.raw_host
     if url.scheme not in ("http", "https") or not host or url.port is None:
@@ -114,18 +116,21 @@ def _endpoint(target: WebhookTarget, user_agent: str) -> tuple[Origin, bytes]:
     if not url.is_default_port():
         shown = f"{shown}:{url.port}"
     headers = _headers(target, url, user_agent)
-    return Origin(url.scheme, host, url.port), request_head(url.raw_path_qs or "/", shown, headers)
+    head = request_head(url.raw_path_qs or "/", shown, headers)
+    return Origin(url.scheme, host, url.port), head, headers
 
 
 def _prepare(target: WebhookTarget, user_agent: str) -> _Prepared:
     url = target.url.get_secret_value()
     try:
-        endpoint, head = _endpoint(target, user_agent)
+        endpoint, head, headers = _endpoint(target, user_agent)
     except (ValueError, UnicodeError):
-        endpoint, head = None, b""
+        endpoint, head, headers = None, b"", {}
     parts = urlsplit(url)
     sensitive = {url, parts.path, parts.query, parts.username or "", parts.password or ""}
     sensitive |= {unquote(s) for s in sensitive} | set(target.headers.values())
+    if "Authorization" in headers:  # made from the URL's credentials: "Basic <base64>"
+        sensitive |= {headers["Authorization"], headers["Authorization"].removeprefix("Basic ")}
     if target.secret is not None:
         sensitive.add(target.secret.get_secret_value())
     return _Prepared(

@@ -31,8 +31,10 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_wait: Callable[[float], None] | None = None,
+        max_hold_s: float = 300.0,
     ) -> None:
         self._interval_s = interval_s
+        self._max_hold_s = max_hold_s  # the longest Retry-After honoured: a server can't stall us
         self._clock = clock
         self._sleep = sleep
         self._on_wait = on_wait
@@ -66,7 +68,7 @@ class Pacer:
     def defer(self, key: str, delay_s: float) -> None:
         """The server asked for `delay_s` of quiet on this key (Retry-After): no send starts
         before then, not even one already waiting for its slot."""
-        until = self._clock() + delay_s
+        until = self._clock() + min(delay_s, self._max_hold_s)
         self._hold(key, until)
         _remember(self._next, key, max(self._next.pop(key, until), until))
 

@@ -109,6 +109,39 @@ async def test_a_kept_connection_the_server_dropped_is_replaced(client: HttpClie
     assert len(served) == 2
 
 
+async def test_a_connection_handed_to_a_waiting_request_is_replaced_when_dropped() -> None:
+    """One connection allowed, four requests at once, a server that answers only the first
+    request of each connection: every request handed a kept connection is sent again afresh."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2)
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")  # the next request: dropped unanswered
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    client = HttpClient(limit_per_origin=1)
+    try:
+        origin = Origin("http", "127.0.0.1", server.sockets[0].getsockname()[1])
+        async with asyncio.timeout(10):
+            answers = await asyncio.gather(*(client.request(origin, POST, 64) for _ in range(4)))
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+    assert [a.status for a in answers] == [204] * 4
+    assert connections >= 4
+
+
 async def test_requests_beyond_the_origin_limit_wait_for_a_connection(client: HttpClient) -> None:
     active = 0
     most = 0

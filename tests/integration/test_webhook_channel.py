@@ -210,6 +210,7 @@ async def test_no_signature_without_a_secret(hook: Hook, channel: WebhookChannel
         (410, {}, "gone", False, None),
         (429, {"Retry-After": "7"}, "slow down", True, 7.0),
         (429, {"Retry-After": "soon"}, "", True, None),
+        (429, {"Retry-After": "9" * 400}, "", True, None),  # not a finite delay
         (500, {}, "boom", True, None),
         (503, {"Retry-After": formatdate(NOW + 120, usegmt=True)}, "busy", True, 120.0),
         (503, {"Retry-After": formatdate(NOW - 60, usegmt=True)}, "busy", True, 0.0),
@@ -254,6 +255,19 @@ async def test_an_answer_echoing_the_url_does_not_leak_it(
     assert not result.retryable
     assert result.reason.startswith(f"HTTP 404 from {hook.origin}: no route ***")
     assert_no_leak(result.reason)
+
+
+async def test_an_answer_echoing_the_basic_credentials_does_not_leak_them(
+    hook: Hook, channel: WebhookChannel
+) -> None:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=401, text=f"bad {request.headers['Authorization']}")
+
+    hook.respond = echo
+    result = await send(channel, subscription(hook.url(userinfo="user:pa55word@")))
+    assert isinstance(result, SendFailed)
+    assert result.reason == f"HTTP 401 from {hook.origin}: bad ***"
+    assert base64.b64encode(b"user:pa55word").decode() not in result.reason
 
 
 async def test_times_out(hook: Hook, channel: WebhookChannel) -> None:

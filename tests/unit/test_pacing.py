@@ -100,3 +100,9 @@ async def test_retry_after_holds_back_a_send_already_waiting() -> None:
     await pacer.wait("C1")
     await pacer.wait("C1")
     assert clock.now == 110.0
+
+
+def test_a_retry_after_is_honoured_only_up_to_the_cap() -> None:
+    pacer = Pacer(1.0, clock=Clock(), max_hold_s=30.0)
+    pacer.defer("C1", float("inf"))
+    assert pacer.reserve("C1") == 30.0

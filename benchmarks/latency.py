@@ -22,6 +22,11 @@ def percentile(values: list[int], fraction: float) -> float:
 
 async def publish_steadily(ctx: Context, exchange: str, rate_per_s: float, seconds: float) -> int:
     """Publish at `rate_per_s` for `seconds` (catching up when late, never bursting ahead)."""
+    async with asyncio.timeout(seconds + ctx.timeout_s):  # a broker blocking us must not hang us
+        return await _publish_steadily(ctx, exchange, rate_per_s, seconds)
+
+
+async def _publish_steadily(ctx: Context, exchange: str, rate_per_s: float, seconds: float) -> int:
     total = round(rate_per_s * seconds)
     loop = asyncio.get_running_loop()
     started = loop.time()

@@ -3,6 +3,7 @@ pre-published events to one webhook target and fanned out to ten, and the kombu 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from benchmarks.processes import Daemon, Receiver, run_bare
 from benchmarks.report import Figure
 
 FANOUT = 10
+PREFILL_TIMEOUT_S = 600.0  # queueing 100,000 events takes well under a minute here
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +36,9 @@ def _arrived(count: int, expected: int) -> str:
 
 async def prefill(broker: Broker, names: Names, events: int) -> None:
     """Declare the daemon's topology under these names and queue `events` events in it."""
-    await broker.declare(names)
-    await broker.publish(names.exchange, (event_body(n) for n in range(events)))
+    async with asyncio.timeout(PREFILL_TIMEOUT_S):  # a broker blocking publishers must not hang us
+        await broker.declare(names)
+        await broker.publish(names.exchange, (event_body(n) for n in range(events)))
 
 
 async def ceiling(ctx: Context, events: int) -> list[Figure]:

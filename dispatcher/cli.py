@@ -13,7 +13,7 @@ import orjson
 
 from dispatcher import __version__
 from dispatcher.config import load_settings, summarize
-from dispatcher.errors import ConfigError, DispatcherError
+from dispatcher.errors import ConfigError, DispatcherError, UnknownSubscription
 from dispatcher.events import MATCH_ATTRIBUTES
 from dispatcher.settings import Settings
 
@@ -215,8 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
-    except LookupError as exc:  # an unknown subscription name
-        print(f"dispatcher {args.command}: {exc.args[0]}", file=sys.stderr)
+    except UnknownSubscription as exc:
+        print(f"dispatcher {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except DispatcherError as exc:
         print(f"dispatcher {args.command}: {exc}", file=sys.stderr)

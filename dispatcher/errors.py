@@ -4,6 +4,7 @@
      +-- ConfigError          a config file that cannot be used; carries every problem found
      +-- BrokerError          the broker refused or lost something we needed (topology, confirms)
      +-- PublishError         a publish was not confirmed by the broker
+     +-- UnknownSubscription  a command named a subscription the config does not have
 
 Control-flow signals are not errors and live beside the code that raises them.
 """
@@ -47,3 +48,7 @@ class BrokerError(DispatcherError):
 
 class PublishError(DispatcherError):
     """A message was not confirmed (nacked, returned as unroutable, or the channel died)."""
+
+
+class UnknownSubscription(DispatcherError):
+    """`test-target` or `render` named a subscription the config does not have."""

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from dispatcher.channels.base import Channel, Delivery, SendFailed, SendResult
+from dispatcher.errors import UnknownSubscription
 from dispatcher.render import email_message, slack_message, text_message
 from dispatcher.settings import Settings
 from dispatcher.subscriptions.models import (
@@ -17,10 +18,6 @@ from dispatcher.subscriptions.models import (
     Subscription,
     WebhookTarget,
 )
-
-
-class UnknownSubscription(LookupError):
-    pass
 
 
 def find(settings: Settings, name: str) -> Subscription:

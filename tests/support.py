@@ -220,3 +220,18 @@ def as_event(body: dict[str, Any]) -> Event:
     decoded = decode(encode(body))
     assert isinstance(decoded, Event), decoded
     return decoded
+
+
+async def settled(app: App, count: int) -> None:
+    """Wait until `count` events went through the pipeline and none is in flight."""
+    await wait_until(
+        lambda: app.pipeline.stats.consumed >= count and not app.consumer._inflight,
+        what=f"{count} events consumed",
+    )
+
+
+async def publish_events(
+    amqp: aiormq.abc.AbstractChannel, names: BrokerNames, events: list[dict[str, Any]]
+) -> None:
+    for event in events:
+        await publish_raw(amqp, names.exchange, event["type"], encode(event))

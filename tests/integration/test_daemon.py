@@ -12,16 +12,17 @@ import orjson
 import pytest
 from standardwebhooks import Webhook
 
-from dispatcher.app import App
 from dispatcher.events import encode, new_event
 from tests.support import (
     BrokerNames,
     Sink,
     close_broker_connections,
     drain_queue,
+    publish_events,
     publish_raw,
     queue_depth,
     running,
+    settled,
     start_sink,
     wait_until,
     write_config,
@@ -40,21 +41,6 @@ def catch_all(tmp_path: Path, names: BrokerNames, sink: Sink) -> Path:
     """A config with one subscription taking every event to the sink's /all."""
     subscriptions = [{"name": "all", "events": ["*"], "target": webhook(sink, "/all")}]
     return write_config(tmp_path / "c.yaml", names, subscriptions)
-
-
-async def settled(app: App, count: int) -> None:
-    """Wait until `count` events went through the pipeline and none is in flight."""
-    await wait_until(
-        lambda: app.pipeline.stats.consumed >= count and not app.consumer._inflight,
-        what=f"{count} events consumed",
-    )
-
-
-async def publish_events(
-    amqp: aiormq.abc.AbstractChannel, names: BrokerNames, events: list[dict[str, Any]]
-) -> None:
-    for event in events:
-        await publish_raw(amqp, names.exchange, event["type"], encode(event))
 
 
 async def test_events_reach_exactly_the_matching_webhooks_signed(

@@ -67,7 +67,8 @@ async def test_a_chunked_answer_is_read_and_the_connection_kept(client: HttpClie
     port, stop = await serve(chunked)
     try:
         origin = Origin("http", "127.0.0.1", port)
-        answers = [await client.request(origin, POST, 1024) for _ in range(2)]
+        async with asyncio.timeout(10):
+            answers = [await client.request(origin, POST, 1024) for _ in range(2)]
     finally:
         await stop()
     assert [(a.status, a.body, a.reusable) for a in answers] == [(503, b"busy come back", True)] * 2
@@ -99,8 +100,9 @@ async def test_a_kept_connection_the_server_dropped_is_replaced(client: HttpClie
     port = server.sockets[0].getsockname()[1]
     try:
         origin = Origin("http", "127.0.0.1", port)
-        first = await client.request(origin, POST, 1024)
-        second = await client.request(origin, POST, 1024)
+        async with asyncio.timeout(10):
+            first = await client.request(origin, POST, 1024)
+            second = await client.request(origin, POST, 1024)
         await client.close()  # its kept connection ends the second handler
     finally:
         server.close()

@@ -13,9 +13,17 @@ import aiormq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatcher.events import encode, new_event
+from dispatcher.events import new_event
 from tests.integration.observe import get
-from tests.support import BrokerNames, Sink, publish_raw, running, wait_until, write_config
+from tests.support import (
+    BrokerNames,
+    Sink,
+    publish_events,
+    publish_raw,
+    running,
+    settled,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +67,9 @@ async def test_counters_move_by_what_a_known_run_did(
         new_event("custom.thing-happened", "test"),  # unmatched, and not a contract type
     ]
     async with running(config) as app:
-        for event in events:
-            await publish_raw(amqp, names.exchange, event["type"], encode(event))
+        await publish_events(amqp, names, events)
         await publish_raw(amqp, names.exchange, "x", b"{not json")
-        await wait_until(
-            lambda: app.pipeline.stats.consumed == 6 and not app.consumer._inflight,
-            what="6 messages handled",
-        )
+        await settled(app, 6)
         status, text = await get(f"{app.servers[0].url}/metrics")
     assert status == 200
     samples = parse(text)
@@ -124,7 +128,7 @@ async def test_status_shows_queue_depths_and_consumers_from_the_broker(
     async with running(config) as app:
         for _ in range(2):
             await publish_raw(amqp, names.exchange, "x", b"{not json")
-        await wait_until(lambda: app.pipeline.stats.consumed == 2 and not app.consumer._inflight)
+        await settled(app, 2)
         during = await asyncio.to_thread(run_status, config)
     assert during.returncode == 0, during.stderr
     rows = {line.split()[0]: line.split() for line in during.stdout.splitlines() if line}

@@ -21,8 +21,14 @@ from tests.integration.smtp_server import (  # noqa: F401  (pytest fixtures, fou
     smtp_ca_fixture,
     smtp_tls_server_fixture,
 )
-from tests.integration.test_daemon import publish_events, settled
-from tests.support import BrokerNames, drain_queue, running, write_config
+from tests.support import (
+    BrokerNames,
+    drain_queue,
+    publish_events,
+    running,
+    settled,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 

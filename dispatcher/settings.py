@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
-from dispatcher.subscriptions.models import Subscription
+from dispatcher.subscriptions.models import Subscription, check_http_url
 
 _AMQP_NAME = r"^[A-Za-z0-9_.:\-]{1,255}$"
 
@@ -91,9 +91,7 @@ class SlackSettings(_Section):
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http:// or https:// URL")
+        check_http_url(url)
         return url if url.endswith("/") else url + "/"
 
 

@@ -139,7 +139,7 @@ class Metrics:
         )
         self.subscriptions = Gauge(
             "dispatcher_subscriptions_loaded",
-            "Subscriptions loaded (enabled or not).",
+            "Enabled subscriptions loaded (the ones events are matched against).",
             registry=registry,
         )
         self.ready = Gauge(

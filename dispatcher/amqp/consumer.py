@@ -219,10 +219,8 @@ class Consumer:
             outgoing = await self._handler(incoming)
             for out in outgoing:
                 await self._publish(out)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # not acked: the broker redelivers, then parks it at the limit
-            log.exception("event processing failed; returning it to the queue", error=str(exc))
+        except Exception:  # not acked: the broker redelivers, then parks it at the limit
+            log.exception("event processing failed; returning it to the queue")
             try:
                 await acker.nack(tag)
             except CONNECTION_ERRORS:

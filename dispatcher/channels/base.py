@@ -31,7 +31,6 @@ class Delivery:
     event: Event
     subscription: Subscription
     id: str
-    attempt: int = 1  # 1 for the first try, counting every try so far across retries
 
     @classmethod
     def of(cls, event: Event, subscription: Subscription) -> Delivery:

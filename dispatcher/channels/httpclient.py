@@ -45,8 +45,7 @@ class Origin:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, origin: Origin, max_body: int) -> None:
-        self.origin = origin
+    def __init__(self, max_body: int) -> None:
         self._max_body = max_body
         self.transport: asyncio.Transport | None = None
         self._parser = ResponseParser(max_body)
@@ -222,7 +221,7 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         tls = self._tls() if origin.scheme == "https" else None
         _, connection = await loop.create_connection(
-            lambda: _Connection(origin, max_body),
+            lambda: _Connection(max_body),
             origin.host,
             origin.port,
             ssl=tls,

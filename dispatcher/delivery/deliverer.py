@@ -113,8 +113,6 @@ class Deliverer:
         started = time.perf_counter()
         try:
             result = await channel.send(delivery)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # a channel bug must not take the daemon down
             target_type = delivery.subscription.target.type
             log.exception("channel raised", target_type=target_type, **about(delivery))

@@ -44,7 +44,7 @@ class Pacer:
     def reserve(self, key: str) -> float:
         """Take the key's next slot; returns how long to wait for it (0: go now)."""
         now = self._clock()
-        start = max(now, self._next.pop(key, now))  # popped and re-set: most recent last
+        start = max(now, self._next.get(key, now))
         _remember(self._next, key, start + self._interval_s)
         return start - now
 
@@ -70,10 +70,10 @@ class Pacer:
         before then, not even one already waiting for its slot."""
         until = self._clock() + min(delay_s, self._max_hold_s)
         self._hold(key, until)
-        _remember(self._next, key, max(self._next.pop(key, until), until))
+        _remember(self._next, key, max(self._next.get(key, until), until))
 
     def _hold(self, key: str, until: float) -> None:
-        _remember(self._held, key, max(self._held.pop(key, until), until))
+        _remember(self._held, key, max(self._held.get(key, until), until))
 
 
 def _remember(times: dict[str, float], key: str, at: float) -> None:

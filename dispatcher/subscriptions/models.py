@@ -106,10 +106,15 @@ class Filter(_Model):
         return {attribute: patterns for attribute, patterns in by_attribute.items() if patterns}
 
 
-def _check_url(url: str) -> str:
+def check_http_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
+    return url
+
+
+def _check_secret_url(url: SecretStr) -> SecretStr:
+    check_http_url(url.get_secret_value())
     return url
 
 
@@ -122,11 +127,7 @@ class WebhookTarget(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, url: SecretStr) -> SecretStr:
-        _check_url(url.get_secret_value())
-        return url
+    _url = field_validator("url")(_check_secret_url)
 
     @field_validator("secret")
     @classmethod
@@ -183,7 +184,7 @@ class SlackTarget(_Model):
     @field_validator("icon_url")
     @classmethod
     def _icon_url(cls, url: str | None) -> str | None:
-        return None if url is None else _check_url(url)
+        return None if url is None else check_http_url(url)
 
 
 class SlackWebhookTarget(_Model):
@@ -193,11 +194,7 @@ class SlackWebhookTarget(_Model):
     url: SecretStr  # the URL is the credential
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, url: SecretStr) -> SecretStr:
-        _check_url(url.get_secret_value())
-        return url
+    _url = field_validator("url")(_check_secret_url)
 
 
 _ADDRESS = re.compile(r"^[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+$")

@@ -8,11 +8,29 @@ failure comes back as `SendFailed`, retryable or not, with any Retry-After the t
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
+import ssl
 from dataclasses import dataclass
 from typing import Protocol
 
 from dispatcher.events import Event
 from dispatcher.subscriptions.models import Subscription
+
+
+def error_text(err: BaseException) -> str:
+    """A one-line cause built from the OS/TLS error: the socket layer names addresses, not URLs."""
+    if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
+        return str(err.verify_message)
+    if isinstance(err, ssl.SSLError) and err.reason:
+        return str(err.reason)
+    if isinstance(err, socket.gaierror) and err.strerror:
+        return err.strerror
+    if isinstance(err, OSError) and err.errno:
+        return os.strerror(err.errno)
+    if isinstance(err, OSError) and str(err):
+        return " ".join(str(err).split())
+    return type(err).__name__
 
 
 def delivery_id(event: Event, subscription_name: str) -> str:

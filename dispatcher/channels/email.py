@@ -10,7 +10,6 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
-import os
 import re
 import ssl
 import time
@@ -36,7 +35,7 @@ from aiosmtplib import (
     SMTPServerDisconnected,
 )
 
-from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
+from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult, error_text
 from dispatcher.render import EmailMessage
 from dispatcher.settings import SmtpSettings
 from dispatcher.subscriptions.models import EmailTarget
@@ -116,12 +115,8 @@ def build_message(
 
 
 def _os_text(err: BaseException) -> str:
-    if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
-        return str(err.verify_message)
-    if isinstance(err, ssl.SSLError) and err.reason:
-        return str(err.reason)
-    if isinstance(err, OSError) and err.errno:
-        return os.strerror(err.errno)
+    if isinstance(err, OSError):  # TLS and DNS errors too
+        return one_line(error_text(err), _REPLY_CHARS)
     return one_line(str(err), _REPLY_CHARS) or type(err).__name__
 
 

@@ -16,9 +16,7 @@ import asyncio
 import hashlib
 import logging
 import math
-import os
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -28,7 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
+from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult, error_text
 from dispatcher.channels.webhook import origin, parse_retry_after
 from dispatcher.delivery.pacing import Pacer
 from dispatcher.render import SlackMessage
@@ -80,13 +78,11 @@ def _retryable(status: int | None, code: str | None = None) -> bool:
 def _cause(exc: BaseException) -> str:
     """A short cause from the OS error, never str() of an aiohttp error (it can hold the URL)."""
     err = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
-    if isinstance(err, socket.gaierror) and err.strerror:  # its errno is not an OS errno
-        return err.strerror
-    if isinstance(err, OSError) and err.errno:
-        return os.strerror(err.errno)
     if isinstance(err, aiohttp.ServerDisconnectedError):
         return "server disconnected"
-    return type(err).__name__
+    if isinstance(err, aiohttp.ClientError) and not (isinstance(err, OSError) and err.errno):
+        return type(err).__name__  # its text can hold the URL
+    return error_text(err) if isinstance(err, OSError) else type(err).__name__
 
 
 async def _attempt(

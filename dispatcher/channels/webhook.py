@@ -14,7 +14,6 @@ import asyncio
 import base64
 import hmac
 import math
-import os
 import socket
 import ssl
 import time
@@ -27,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 from yarl import URL
 
 from dispatcher import __version__
-from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
+from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult, error_text
 from dispatcher.channels.http1 import ProtocolError, check_header, request_head
 from dispatcher.channels.httpclient import ClientClosed, Disconnected, HttpClient, Origin
 from dispatcher.subscriptions.models import WebhookTarget, signing_key
@@ -162,28 +161,13 @@ def _not_accepted(
     return SendFailed(f"{head}: {snippet}" if snippet else head, retryable, retry_after_s)
 
 
-def _error_text(err: BaseException) -> str:
-    """A one-line cause built from the OS/TLS error: the socket layer names addresses, not URLs."""
-    if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
-        return str(err.verify_message)
-    if isinstance(err, ssl.SSLError) and err.reason:
-        return str(err.reason)
-    if isinstance(err, socket.gaierror) and err.strerror:
-        return err.strerror
-    if isinstance(err, OSError) and err.errno:
-        return os.strerror(err.errno)
-    if isinstance(err, OSError) and str(err):
-        return " ".join(str(err).split())
-    return type(err).__name__
-
-
 def _failure(exc: BaseException, p: _Prepared) -> SendFailed:
     if isinstance(exc, socket.gaierror):
-        return SendFailed(f"cannot resolve the host of {p.origin}: {_error_text(exc)}", True)
+        return SendFailed(f"cannot resolve the host of {p.origin}: {error_text(exc)}", True)
     if isinstance(exc, ssl.SSLError):
-        return SendFailed(f"TLS error with {p.origin}: {_error_text(exc)}", True)
+        return SendFailed(f"TLS error with {p.origin}: {error_text(exc)}", True)
     if isinstance(exc, OSError):  # only connecting raises it: later, the connection is "lost"
-        return SendFailed(f"cannot connect to {p.origin}: {_error_text(exc)}", True)
+        return SendFailed(f"cannot connect to {p.origin}: {error_text(exc)}", True)
     if isinstance(exc, ProtocolError):
         return SendFailed(f"posting to {p.origin} failed: invalid HTTP answer: {exc}", True)
     if isinstance(exc, Disconnected):

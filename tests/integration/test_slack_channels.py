@@ -9,11 +9,14 @@ import hashlib
 import json
 import logging
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+import trustme
+from aiohttp import web
 from structlog.testing import capture_logs
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
@@ -527,3 +530,21 @@ async def test_webhook_send_after_close_fails_without_posting(
     result = failed(await send(webhooks, hook_sub(url)))
     assert result.retryable
     assert hooks.posts == []
+
+
+async def test_an_untrusted_certificate_is_named_as_such() -> None:
+    """The reason says what TLS refused, not an unrelated errno."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    api_url = f"https://127.0.0.1:{runner.addresses[0][1]}/api/"
+    channel = SlackChannel(SlackSettings(api_url=api_url), render, pacer=Pacer(0))
+    try:
+        result = failed(await send(channel, slack_sub()))
+    finally:
+        await channel.close()
+        await runner.cleanup()
+    assert result.retryable
+    assert result.reason.endswith("unable to get local issuer certificate")

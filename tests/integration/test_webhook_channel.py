@@ -270,6 +270,15 @@ async def test_an_answer_echoing_the_basic_credentials_does_not_leak_them(
     assert base64.b64encode(b"user:pa55word").decode() not in result.reason
 
 
+async def test_a_secret_across_the_snippet_cut_is_hidden_whole(
+    hook: Hook, channel: WebhookChannel
+) -> None:
+    hook.respond = answer(403, " " * 955 + "pa55word is wrong")
+    result = await send(channel, subscription(hook.url(userinfo="user:pa55word@")))
+    assert isinstance(result, SendFailed)
+    assert result.reason == f"HTTP 403 from {hook.origin}: *** is wrong"
+
+
 async def test_times_out(hook: Hook, channel: WebhookChannel) -> None:
     hook.respond = hang(hook)
     result = await send(channel, subscription(hook.url(), secret=SECRET, timeout_s=0.2))

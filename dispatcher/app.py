@@ -16,6 +16,7 @@ import structlog
 from dispatcher.admin.http import HttpServer, Readiness, admin_app, metrics_app
 from dispatcher.admin.metrics import Metrics
 from dispatcher.amqp.consumer import Consumer
+from dispatcher.amqp.messages import Messages
 from dispatcher.channels.base import Channel, Delivery
 from dispatcher.channels.email import EmailChannel
 from dispatcher.channels.log import LogChannel
@@ -139,7 +140,11 @@ class App:
             max_event_bytes=settings.broker.max_event_bytes,
             metrics=self.metrics,
         )
-        self.consumer = Consumer(settings.broker, self.pipeline.handle)
+        self.consumer = Consumer(
+            settings.broker,
+            {settings.broker.queue: self.pipeline.handle},
+            Messages(settings.broker),
+        )
         self.servers = self._servers()
         self._watch_metrics()
 

@@ -1,17 +1,16 @@
-"""What happens to one message: decode, match, deliver to every match, and say which messages
-the broker must take (dead letters) before the event may be acked.
+"""What happens to one message: decode, match, deliver to every match, and say what became of
+it (a `Verdict`).
 
-Broker-neutral: the consumer turns AMQP deliveries into `Incoming` and publishes the returned
-`Outgoing` messages with confirms. `broker_actions` is the one place where delivery outcomes
-become broker messages.
+Broker-neutral: the consumer turns AMQP deliveries into `Incoming`, and
+`dispatcher.amqp.messages` turns the verdict into the messages the broker must take before the
+event is acked.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -19,13 +18,11 @@ import structlog
 from dispatcher.admin.metrics import Metrics
 from dispatcher.channels.base import Delivery
 from dispatcher.delivery.deliverer import Deliverer
-from dispatcher.delivery.outcome import DeadLetter, Delivered, Outcome, RetryLater
+from dispatcher.delivery.outcome import Delivered, Outcome
 from dispatcher.events import Event, InvalidEvent, decode
 from dispatcher.subscriptions.matcher import Matcher
 
 log = structlog.get_logger(__name__)
-
-CLOUDEVENTS_JSON = "application/cloudevents+json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +35,21 @@ class Incoming:
 
 
 @dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A message to publish (with confirms) before the incoming one is acked."""
+class Invalid:
+    """The message is not an event: dead-letter it as it came, with the reason."""
 
-    kind: str  # "dead_letter" now; retry tiers add "retry"
-    body: bytes
-    headers: dict[str, Any]
-    content_type: str | None
-    routing_key: str
-    message_id: str | None = None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """The event's deliveries, each with how it ended (none: no subscription matched)."""
+
+    results: tuple[tuple[Delivery, Outcome], ...]
+
+
+#: what became of one message; `dispatcher.amqp.messages` turns it into broker messages
+Verdict = Invalid | Handled
 
 
 @dataclass(slots=True)
@@ -56,42 +59,6 @@ class Stats:
     unmatched: int = 0
     delivered: int = 0
     dead_lettered: int = 0
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def invalid_dead_letter(message: Incoming, reason: str) -> Outgoing:
-    headers = dict(message.headers)
-    headers.update({"x-dispatcher-kind": "invalid-event", "x-dispatcher-reason": reason})
-    headers["x-dispatcher-failed-at"] = _now()
-    return Outgoing("dead_letter", message.body, headers, message.content_type, message.routing_key)
-
-
-def broker_actions(deliveries: Sequence[Delivery], outcomes: Sequence[Outcome]) -> list[Outgoing]:
-    """Map each delivery's outcome to what the broker must hold before the event is acked."""
-    actions: list[Outgoing] = []
-    for delivery, outcome in zip(deliveries, outcomes, strict=True):
-        if isinstance(outcome, Delivered):
-            continue
-        if isinstance(outcome, RetryLater):  # durable tiers are not declared yet: park it
-            outcome = DeadLetter(outcome.reason, outcome.attempts)
-        event = delivery.event
-        headers = {
-            "x-dispatcher-kind": "delivery",
-            "x-dispatcher-reason": outcome.reason,
-            "x-dispatcher-subscription": delivery.subscription.name,
-            "x-dispatcher-target-type": delivery.subscription.target.type,
-            "x-dispatcher-delivery-id": delivery.id,
-            "x-dispatcher-attempts": outcome.attempts,
-            "x-dispatcher-event-id": event.id,
-            "x-dispatcher-failed-at": _now(),
-        }
-        actions.append(
-            Outgoing("dead_letter", event.body, headers, CLOUDEVENTS_JSON, event.type, delivery.id)
-        )
-    return actions
 
 
 class Pipeline:
@@ -111,7 +78,7 @@ class Pipeline:
         self._metrics = metrics or Metrics(process=False)
         self.stats = Stats()
 
-    async def handle(self, message: Incoming) -> list[Outgoing]:
+    async def handle(self, message: Incoming) -> Verdict:
         self.stats.consumed += 1
         decoded = decode(
             message.body, message.headers, message.content_type, max_bytes=self._max_event_bytes
@@ -124,17 +91,17 @@ class Pipeline:
                 reason=decoded.reason,
                 routing_key=message.routing_key,
             )
-            return [invalid_dead_letter(message, decoded.reason)]
+            return Invalid(decoded.reason)
         self._metrics.event_consumed(decoded.type)
         return await self.deliver(decoded)
 
-    async def deliver(self, event: Event) -> list[Outgoing]:
+    async def deliver(self, event: Event) -> Handled:
         subscriptions = self.matcher.match(event)
         if not subscriptions:
             self.stats.unmatched += 1
             self._metrics.event_unmatched()
             log.debug("no subscription matched", event_id=event.id, type=event.type)
-            return []
+            return Handled(())
         deliveries = [Delivery.of(event, sub) for sub in subscriptions]
         if len(deliveries) == 1:
             outcomes: list[Outcome] = [await self._deliverer.deliver(deliveries[0])]
@@ -145,4 +112,4 @@ class Pipeline:
                 self.stats.delivered += 1
             else:
                 self.stats.dead_lettered += 1
-        return broker_actions(deliveries, outcomes)
+        return Handled(tuple(zip(deliveries, outcomes, strict=True)))

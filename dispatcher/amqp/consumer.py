@@ -1,9 +1,11 @@
-"""The consumer: one aiormq connection, kept alive across broker restarts, feeding the pipeline.
+"""The consumer: one aiormq connection, kept alive across broker restarts, feeding the pipeline
+from one or more queues (each with its own channel, prefetch, acks and handler).
 
-Guarantees: an event is acked only after its pipeline run ended and every message it asked for
-(dead letters) was confirmed by the broker. Acks go out in batches (`dispatcher.amqp.acks`), and
-a batch never covers an event still running. Anything else (a crash, a lost connection, a failed
-publish, a shutdown deadline) leaves the event unacked or nacked, so the broker delivers it again.
+Guarantees: an event is acked only after its pipeline run ended and every message its verdict
+asked for (`dispatcher.amqp.messages`: dead letters) was confirmed by the broker. Acks go out in
+batches (`dispatcher.amqp.acks`), and a batch never covers an event still running. Anything else
+(a crash, a lost connection, a failed publish, a shutdown deadline) leaves the event unacked or
+nacked, so the broker delivers it again.
 Deliveries carry a stable id, so receivers can drop the duplicates that at-least-once implies.
 """
 
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import aiormq
 import structlog
@@ -20,14 +24,15 @@ from pamqp.commands import Basic
 from yarl import URL
 
 from dispatcher.amqp.acks import Acker
+from dispatcher.amqp.messages import Messages, Outgoing
 from dispatcher.amqp.topology import declare, topology
 from dispatcher.errors import BrokerError, PublishError
-from dispatcher.pipeline import Incoming, Outgoing
+from dispatcher.pipeline import Incoming, Verdict
 from dispatcher.settings import BrokerSettings
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[Incoming], Awaitable[list[Outgoing]]]
+Handler = Callable[[Incoming], Awaitable[Verdict]]
 
 #: failures of the connection that mean "reconnect and carry on"
 CONNECTION_ERRORS = (
@@ -40,17 +45,34 @@ CONNECTION_ERRORS = (
 )
 
 
-class Consumer:
-    """Consumes the work queue until `stop()`; reconnects with backoff when the broker goes."""
+@dataclass(slots=True)
+class _Subscription:
+    """One queue consumed in this session: its channel, acks and consumer tag."""
 
-    def __init__(self, broker: BrokerSettings, handler: Handler) -> None:
+    queue: str
+    handler: Handler
+    channel: AbstractChannel
+    acker: Acker
+    tag: str = ""
+
+
+class Consumer:
+    """Consumes its queues until `stop()`; reconnects with backoff when the broker goes.
+
+    `handlers` maps each queue to consume to the handler of its messages (the work queue's
+    events, the deliveries queue's single deliveries)."""
+
+    def __init__(
+        self, broker: BrokerSettings, handlers: Mapping[str, Handler], messages: Messages
+    ) -> None:
         self._broker = broker
-        self._handler = handler
+        self._handlers = dict(handlers)
+        self._messages = messages
         self._topology = topology(broker)
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
         self._publisher: AbstractChannel | None = None
-        self._acker: Acker | None = None  # the consuming channel's, for one session
+        self._consuming: list[_Subscription] = []  # this session's, one per queue
         self._unroutable: asyncio.Future[None] | None = None
         self.connected = asyncio.Event()  # set while consuming
         self.reconnects = 0
@@ -105,11 +127,8 @@ class Consumer:
             self._broker.connect_timeout_s,
         )
         try:
-            channel = await connection.channel(publisher_confirms=False)
             self._publisher = await connection.channel(publisher_confirms=True)
-            await declare(channel, self._topology)
-            await channel.basic_qos(prefetch_count=self._broker.prefetch)
-            self._acker = Acker(channel, batch=self._broker.prefetch // 4)
+            await declare(self._publisher, self._topology)
             cancelled = asyncio.get_running_loop().create_future()
             self._unroutable = asyncio.get_running_loop().create_future()
 
@@ -117,14 +136,20 @@ class Consumer:
                 if not cancelled.done():
                     cancelled.set_result(frame)
 
-            channel.on_consumer_cancel_callbacks.add(on_cancel)
-            ok = await channel.basic_consume(self._broker.queue, self._on_message, no_ack=False)
+            for queue, handler in self._handlers.items():
+                channel = await connection.channel(publisher_confirms=False)
+                await channel.basic_qos(prefetch_count=self._broker.prefetch)
+                channel.on_consumer_cancel_callbacks.add(on_cancel)
+                sub = _Subscription(queue, handler, channel, Acker(channel, batch=self._batch))
+                self._consuming.append(sub)
+                ok = await channel.basic_consume(queue, self._consumer_for(sub), no_ack=False)
+                sub.tag = ok.consumer_tag or ""
             self.connected.set()
             self._consumed_once = True
-            log.info("consuming", queue=self._broker.queue, broker=self._broker.safe_url)
-            await self._wait_for_end(connection, channel, cancelled)
+            log.info("consuming", queues=list(self._handlers), broker=self._broker.safe_url)
+            await self._wait_for_end(connection, cancelled)
             if self._stop.is_set():
-                await self._drain(channel, ok.consumer_tag or "", shutdown_timeout_s)
+                await self._drain(shutdown_timeout_s)
             elif cancelled.done():
                 raise aiormq.exceptions.ChannelClosed(None, "consumer cancelled by the broker")
             elif self._unroutable.done():
@@ -136,18 +161,19 @@ class Consumer:
             with contextlib.suppress(*CONNECTION_ERRORS, RuntimeError):
                 await asyncio.wait_for(connection.close(), 5)
 
+    @property
+    def _batch(self) -> int:
+        return self._broker.prefetch // 4
+
     async def _wait_for_end(
-        self,
-        connection: AbstractConnection,
-        channel: AbstractChannel,
-        cancelled: asyncio.Future[object],
+        self, connection: AbstractConnection, cancelled: asyncio.Future[object]
     ) -> None:
         assert self._publisher is not None
         stop = asyncio.ensure_future(self._stop.wait())
         assert self._unroutable is not None
         watched = [
             connection.closing,
-            channel.closing,
+            *(sub.channel.closing for sub in self._consuming),
             self._publisher.closing,
             cancelled,
             self._unroutable,
@@ -164,10 +190,11 @@ class Consumer:
                 exc = future.exception()
                 raise exc if exc else aiormq.exceptions.ConnectionClosed(0, "closed")
 
-    async def _drain(self, channel: AbstractChannel, consumer_tag: str, timeout_s: float) -> None:
+    async def _drain(self, timeout_s: float) -> None:
         """Stop taking messages, let in-flight events finish within the deadline."""
-        with contextlib.suppress(*CONNECTION_ERRORS):
-            await channel.basic_cancel(consumer_tag)
+        for sub in self._consuming:
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await sub.channel.basic_cancel(sub.tag)
         pending = set(self._inflight)
         log.info("draining", in_flight=len(pending), timeout_s=timeout_s)
         if pending:
@@ -178,11 +205,12 @@ class Consumer:
                 )
 
     async def _flush_acks(self) -> None:
-        """Send the acks of the events that ended, before the channel goes (bounded)."""
-        acker, self._acker = self._acker, None
-        if acker is not None:
+        """Send the acks of the events that ended, before the channels go (bounded)."""
+        consuming, self._consuming = self._consuming, []
+        if consuming:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(acker.flush(), 5)
+                flushes = (sub.acker.flush() for sub in consuming)
+                await asyncio.wait_for(asyncio.gather(*flushes), 5)
 
     async def _abandon_inflight(self) -> None:
         """Cancel what is still running; its events stay unacked and the broker redelivers them."""
@@ -192,21 +220,28 @@ class Consumer:
         if tasks:
             await asyncio.wait(tasks, timeout=5)
 
-    async def _on_message(self, message: DeliveredMessage) -> None:
-        acker, tag = self._acker, message.delivery_tag
-        assert tag is not None  # always set on Basic.Deliver
-        if acker is None or acker.channel is not message.channel:
-            return  # from a channel already given up: unacked, so the broker redelivers it
-        acker.delivered(tag)  # before any await: tasks start in delivery order
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)
-        try:
-            await self._process(message, acker, tag)
-        finally:
-            self._inflight.discard(task)
+    def _consumer_for(
+        self, sub: _Subscription
+    ) -> Callable[[DeliveredMessage], Coroutine[Any, Any, None]]:
+        async def on_message(message: DeliveredMessage) -> None:
+            acker, tag = sub.acker, message.delivery_tag
+            assert tag is not None  # always set on Basic.Deliver
+            if sub not in self._consuming:
+                return  # from a session already given up: unacked, so the broker redelivers it
+            acker.delivered(tag)  # before any await: tasks start in delivery order
+            task = asyncio.current_task()
+            assert task is not None
+            self._inflight.add(task)
+            try:
+                await self._process(message, sub.handler, acker, tag)
+            finally:
+                self._inflight.discard(task)
 
-    async def _process(self, message: DeliveredMessage, acker: Acker, tag: int) -> None:
+        return on_message
+
+    async def _process(
+        self, message: DeliveredMessage, handler: Handler, acker: Acker, tag: int
+    ) -> None:
         props = message.header.properties
         incoming = Incoming(
             body=message.body,
@@ -216,8 +251,8 @@ class Consumer:
             redelivered=bool(message.redelivered),
         )
         try:
-            outgoing = await self._handler(incoming)
-            for out in outgoing:
+            verdict = await handler(incoming)
+            for out in self._messages.of(incoming, verdict):
                 await self._publish(out)
         except Exception:  # not acked: the broker redelivers, then parks it at the limit
             log.exception("event processing failed; returning it to the queue")
@@ -232,7 +267,7 @@ class Consumer:
         publisher = self._publisher
         if publisher is None or publisher.is_closed:
             raise PublishError("no open channel to publish on")
-        exchange = self._broker.dead_exchange
+        exchange = out.exchange
         try:
             confirmation = await publisher.basic_publish(
                 out.body,
@@ -250,6 +285,6 @@ class Consumer:
             # Nothing took it (queue deleted or unbound): reconnect, which declares it again.
             if self._unroutable is not None and not self._unroutable.done():
                 self._unroutable.set_result(None)
-            raise PublishError(f"the {out.kind} on {exchange!r} reached no queue") from None
+            raise PublishError(f"the {out.route.value} on {exchange!r} reached no queue") from None
         if not isinstance(confirmation, Basic.Ack):
-            raise PublishError(f"broker did not confirm the {out.kind} on {exchange!r}")
+            raise PublishError(f"broker did not confirm the {out.route.value} on {exchange!r}")

@@ -1,0 +1,47 @@
+"""The AMQP headers dispatcher writes on the messages it publishes: deliveries waiting on a
+retry tier, deliveries sent back by `dead-letters replay`, and dead letters.
+
+A message of kind `delivery` carries one event (its structured-mode JSON as the body,
+`application/cloudevents+json`, routing key = the event type, message id = the delivery id) and
+names the one subscription it is for. A dead letter of kind `invalid-event` is the original
+message, headers and all, with the reason added.
+"""
+
+from __future__ import annotations
+
+KIND = "x-dispatcher-kind"  # "delivery" or "invalid-event"
+REASON = "x-dispatcher-reason"  # dead letters only: one of REASONS
+SUBSCRIPTION = "x-dispatcher-subscription"
+TARGET_TYPE = "x-dispatcher-target-type"
+DELIVERY_ID = "x-dispatcher-delivery-id"
+EVENT_ID = "x-dispatcher-event-id"
+ATTEMPTS = "x-dispatcher-attempts"  # tries made so far (int)
+RETRIES = "x-dispatcher-retries"  # waits on a retry tier so far (int): picks the next tier
+FIRST_ATTEMPT_AT = "x-dispatcher-first-attempt-at"  # RFC 3339, UTC
+LAST_ATTEMPT_AT = "x-dispatcher-last-attempt-at"
+LAST_ERROR = "x-dispatcher-last-error"  # secrets removed
+TIER = "x-dispatcher-tier"  # the delay the delivery waited, e.g. "10m"
+FAILED_AT = "x-dispatcher-failed-at"  # when it was dead-lettered
+REPLAYED_AT = "x-dispatcher-replayed-at"  # set by `dead-letters replay`
+
+KIND_DELIVERY = "delivery"
+KIND_INVALID = "invalid-event"
+
+#: why a message was dead-lettered
+INVALID_EVENT = "invalid_event"
+PERMANENT_FAILURE = "permanent_failure"
+RETRIES_EXHAUSTED = "retries_exhausted"
+EXPIRED = "expired"
+TARGET_DISABLED = "target_disabled"
+SUBSCRIPTION_GONE = "subscription_gone"  # its subscription was removed or disabled meanwhile
+REASONS = (
+    INVALID_EVENT,
+    PERMANENT_FAILURE,
+    RETRIES_EXHAUSTED,
+    EXPIRED,
+    TARGET_DISABLED,
+    SUBSCRIPTION_GONE,
+)
+
+#: every header above: what a replay or a retry rewrites, and what is not the producer's
+OWN_PREFIX = "x-dispatcher-"

@@ -18,11 +18,23 @@ import orjson
 from aiormq.abc import AbstractChannel, AbstractConnection
 
 from dispatcher.amqp.topology import declare, topology
+from dispatcher.delivery.schedule import DEFAULT_MAX_AGE, DEFAULT_RETRY_DELAYS, Schedule
 from dispatcher.events import new_event
 from dispatcher.settings import BrokerSettings
 
 AMQP_URL = os.environ.get("DISPATCHER_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 EVENT_TYPE = "deployment.failed"
+
+
+def settings_tiers() -> tuple[float, ...]:
+    """The retry tiers of the daemon's default config (the benchmarks configure none)."""
+    return Schedule.of(DEFAULT_RETRY_DELAYS, DEFAULT_MAX_AGE).delays_s
+
+
+def settings_tier_names() -> tuple[str, ...]:
+    return Schedule.of(DEFAULT_RETRY_DELAYS, DEFAULT_MAX_AGE).names
+
+
 _WINDOW = 500  # publishes awaiting their confirm at once
 
 
@@ -148,7 +160,8 @@ class Broker:
         return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
     async def delete(self, names: Names) -> None:
-        for queue in (names.queue, names.dead_letter_queue):
-            await self.channel.queue_delete(queue)
+        settings = names.settings()
+        for queue in topology(settings, settings_tiers()).queues:
+            await self.channel.queue_delete(queue.name)
         for exchange in (names.exchange, names.dead_letter_queue):
             await self.channel.exchange_delete(exchange)

@@ -16,7 +16,8 @@ import structlog
 from dispatcher.admin.http import HttpServer, Readiness, admin_app, metrics_app
 from dispatcher.admin.metrics import Metrics
 from dispatcher.amqp.consumer import Consumer
-from dispatcher.amqp.messages import Messages
+from dispatcher.amqp.messages import Messages, read_resume
+from dispatcher.amqp.topology import topology
 from dispatcher.channels.base import Channel, Delivery
 from dispatcher.channels.email import EmailChannel
 from dispatcher.channels.log import LogChannel
@@ -28,7 +29,7 @@ from dispatcher.delivery.pacing import Pacer
 from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.errors import BrokerError, ConfigError
 from dispatcher.logs import SecretRedactor
-from dispatcher.pipeline import Pipeline
+from dispatcher.pipeline import Incoming, Pipeline, Verdict
 from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_message
 from dispatcher.settings import Settings
 from dispatcher.subscriptions.matcher import Matcher
@@ -69,6 +70,16 @@ def _target_secrets(sub: Subscription) -> Iterator[str]:
         url = target.url.get_secret_value()
         yield url
         yield urlsplit(url).path  # the path is the credential of an incoming webhook
+
+
+def tiers_of(settings: Settings) -> set[float]:
+    """Every retry delay the config names, in `delivery:` and in subscriptions' own `retry:`."""
+    schedule = settings.delivery.schedule
+    tiers = set(schedule.delays_s)
+    for sub in settings.subscriptions:
+        if sub.retry is not None:
+            tiers.update(schedule.override(sub.retry.delays, sub.retry.max_age).delays_s)
+    return tiers
 
 
 def _slack(delivery: Delivery) -> SlackMessage:
@@ -132,8 +143,10 @@ class App:
                 max_s=delivery.backoff_max_s,
                 max_retry_after_s=delivery.max_retry_after_s,
             ),
+            delivery.schedule,
             metrics=self.metrics,
         )
+        self.messages = Messages(settings.broker)
         self.pipeline = Pipeline(
             Matcher(settings.subscriptions),
             self.deliverer,
@@ -142,11 +155,19 @@ class App:
         )
         self.consumer = Consumer(
             settings.broker,
-            {settings.broker.queue: self.pipeline.handle},
-            Messages(settings.broker),
+            {
+                settings.broker.queue: self.pipeline.handle,
+                settings.broker.deliveries_queue: self._resume,
+            },
+            self.messages,
+            topology(settings.broker, tiers_of(settings)),
         )
         self.servers = self._servers()
         self._watch_metrics()
+
+    async def _resume(self, incoming: Incoming) -> Verdict:
+        """A message of the deliveries queue: one delivery back from a tier or a replay."""
+        return await self.pipeline.resume(incoming, read_resume(incoming.headers))
 
     def _servers(self) -> list[HttpServer]:
         """The admin server and the metrics-only server, as configured (either may be off)."""

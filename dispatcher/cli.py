@@ -116,9 +116,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from dispatcher.amqp.status import format_status, queue_status
+    from dispatcher.app import tiers_of
 
     settings = _load(args.config)
-    rows = asyncio.run(queue_status(settings.broker))
+    rows = asyncio.run(queue_status(settings.broker, tiers_of(settings)))
     print(format_status(settings.broker, rows))
     return 0
 

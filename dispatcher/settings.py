@@ -12,8 +12,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS, Schedule
 from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
-from dispatcher.subscriptions.models import Subscription, check_http_url
+from dispatcher.subscriptions.models import (
+    Subscription,
+    check_delays,
+    check_duration,
+    check_http_url,
+)
 
 _AMQP_NAME = r"^[A-Za-z0-9_.:\-]{1,255}$"
 
@@ -71,14 +77,37 @@ class BrokerSettings(_Section):
     def safe_url(self) -> str:
         return redact_url(self.url.get_secret_value())
 
+    @property
+    def deliveries_queue(self) -> str:
+        """Single deliveries coming back from a retry tier, a parked wait, or a replay."""
+        return f"{self.queue}.deliveries"
+
+    def retry_queue(self, tier: str) -> str:
+        """The queue of one retry tier, named after its delay (`duration_name`, e.g. "10m")."""
+        return f"{self.queue}.retry.{tier}"
+
 
 class DeliverySettings(_Section):
-    #: tries in process before a delivery is given up (dead-lettered)
+    #: quick tries in process before a retryable failure is handed to the retry tiers (a
+    #: timeout goes to the tiers at once: a hanging target gets no second try in process)
     attempts: int = Field(default=3, ge=1, le=20)
     backoff_initial_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=10.0, ge=0)
-    #: the longest Retry-After honoured in process; a longer one ends the in-process tries
+    #: the longest Retry-After waited out in process; a longer one goes to the retry tiers
     max_retry_after_s: float = Field(default=30.0, ge=0)
+    #: the durable retry schedule: one broker queue per delay, tried in order
+    retry_delays: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_DELAYS), min_length=1, max_length=30
+    )
+    #: a delivery not delivered this long after its first try is dead-lettered as `expired`
+    max_age: str = "24h"
+
+    _delays = field_validator("retry_delays")(check_delays)
+    _age = field_validator("max_age")(check_duration)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.of(self.retry_delays, self.max_age)
 
 
 class SlackSettings(_Section):

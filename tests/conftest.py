@@ -45,7 +45,7 @@ async def names(rabbitmq: str) -> AsyncIterator[BrokerNames]:
     yield names
     connection = await aiormq.connect(rabbitmq)
     channel = await connection.channel()
-    for queue in (names.queue, names.dead_letter_queue):
+    for queue in names.queues():
         await channel.queue_delete(queue)
     for exchange in (names.exchange, names.dead_letter_queue):
         await channel.exchange_delete(exchange)

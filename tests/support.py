@@ -20,7 +20,12 @@ from aiohttp import web
 
 from dispatcher.app import App
 from dispatcher.config import load_settings
+from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS
+from dispatcher.durations import duration_name, parse_duration
 from dispatcher.events import Event, decode, encode
+
+#: the retry delays tests configure (their tier queues are deleted after each test)
+TEST_TIERS = ("100ms", "200ms", "300ms", "500ms", "1s", "2s", "3s", "5s")
 
 AMQP_URL = os.environ.get("DISPATCHER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -83,6 +88,17 @@ class BrokerNames:
     queue: str
     dead_letter_queue: str
     connection_name: str
+
+    def queues(self) -> list[str]:
+        """Every queue a test may have made dispatcher declare: work, deliveries, dead letters
+        and the retry tiers the tests use."""
+        tiers = [*DEFAULT_RETRY_DELAYS, *TEST_TIERS]
+        return [
+            self.queue,
+            f"{self.queue}.deliveries",
+            self.dead_letter_queue,
+            *(f"{self.queue}.retry.{duration_name(parse_duration(t))}" for t in tiers),
+        ]
 
     def broker_config(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -157,6 +173,18 @@ async def drain_queue(
 async def queue_depth(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
     ok = await channel.queue_declare(queue, passive=True)
     return int(ok.message_count or 0)
+
+
+async def wait_for_depth(
+    channel: aiormq.abc.AbstractChannel, queue: str, count: int, timeout_s: float = 15.0
+) -> None:
+    """Wait until `queue` holds exactly `count` ready messages (polled: the broker pushes no
+    notice of a depth); fail after a bounded time, saying what it held."""
+    deadline = time.monotonic() + timeout_s
+    while (depth := await queue_depth(channel, queue)) != count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{queue} holds {depth} messages, not {count}, after {timeout_s}s")
+        await asyncio.sleep(0.05)
 
 
 def close_broker_connections(connection_name: str) -> int:

@@ -39,9 +39,18 @@ _ACTIONS = {
     "file": ("uploaded", "downloaded", "deleted"),
 }
 KNOWN_TYPES = frozenset(f"{r}.{a}" for r, actions in _ACTIONS.items() for a in actions)
-#: in-process tries are the only tier until durable delay tiers exist
+#: `inprocess` counts quick tries in this process; the durable tiers are named by their delay
+#: (`10s`, `1h`): the config bounds them
 RETRY_TIERS = ("inprocess",)
-DEAD_LETTER_REASONS = ("invalid_event", "permanent_failure", "retries_exhausted", "no_channel")
+DEAD_LETTER_REASONS = (
+    "invalid_event",
+    "permanent_failure",
+    "retries_exhausted",
+    "expired",
+    "target_disabled",
+    "subscription_gone",
+    "no_channel",
+)
 #: attempt latency: a local webhook answers in milliseconds, a target may time out at 10-30 s
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf"))
 
@@ -124,6 +133,7 @@ class Metrics:
             ["tier"],
             registry=registry,
         )
+        self._retries_family = retries
         self.retries = {tier: retries.labels(tier) for tier in RETRY_TIERS}
         dead = Counter(
             "dispatcher_dead_letters",
@@ -163,6 +173,13 @@ class Metrics:
         self._consumed_invalid.inc()
         self._invalid.inc()
         self.dead_letters["invalid_event"].inc()
+
+    def retry_scheduled(self, tier: str) -> None:
+        """A delivery was handed to the durable tier of this delay (e.g. `10m`)."""
+        child = self.retries.get(tier)
+        if child is None:
+            child = self.retries[tier] = self._retries_family.labels(tier)
+        child.inc()
 
     def event_unmatched(self) -> None:
         self._unmatched.inc()

@@ -25,7 +25,7 @@ from yarl import URL
 
 from dispatcher.amqp.acks import Acker
 from dispatcher.amqp.messages import Messages, Outgoing
-from dispatcher.amqp.topology import declare, topology
+from dispatcher.amqp.topology import Topology, declare, declare_queue
 from dispatcher.errors import BrokerError, PublishError
 from dispatcher.pipeline import Incoming, Verdict
 from dispatcher.settings import BrokerSettings
@@ -63,12 +63,17 @@ class Consumer:
     events, the deliveries queue's single deliveries)."""
 
     def __init__(
-        self, broker: BrokerSettings, handlers: Mapping[str, Handler], messages: Messages
+        self,
+        broker: BrokerSettings,
+        handlers: Mapping[str, Handler],
+        messages: Messages,
+        topology: Topology,
     ) -> None:
         self._broker = broker
         self._handlers = dict(handlers)
         self._messages = messages
-        self._topology = topology(broker)
+        self._topology = topology
+        self._declared: set[str] = set()  # queues declared in this session
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
         self._publisher: AbstractChannel | None = None
@@ -129,6 +134,7 @@ class Consumer:
         try:
             self._publisher = await connection.channel(publisher_confirms=True)
             await declare(self._publisher, self._topology)
+            self._declared = {queue.name for queue in self._topology.queues}
             cancelled = asyncio.get_running_loop().create_future()
             self._unroutable = asyncio.get_running_loop().create_future()
 
@@ -153,7 +159,7 @@ class Consumer:
             elif cancelled.done():
                 raise aiormq.exceptions.ChannelClosed(None, "consumer cancelled by the broker")
             elif self._unroutable.done():
-                raise aiormq.exceptions.ChannelClosed(None, "the dead-letter queue is unbound")
+                raise aiormq.exceptions.ChannelClosed(None, "a queue we publish to is gone")
         finally:
             self.connected.clear()
             await self._abandon_inflight()
@@ -268,6 +274,9 @@ class Consumer:
         if publisher is None or publisher.is_closed:
             raise PublishError("no open channel to publish on")
         exchange = out.exchange
+        if out.declare is not None and out.declare.name not in self._declared:
+            await declare_queue(publisher, out.declare)  # a tier a reloaded config added
+            self._declared.add(out.declare.name)
         try:
             confirmation = await publisher.basic_publish(
                 out.body,
@@ -285,6 +294,10 @@ class Consumer:
             # Nothing took it (queue deleted or unbound): reconnect, which declares it again.
             if self._unroutable is not None and not self._unroutable.done():
                 self._unroutable.set_result(None)
-            raise PublishError(f"the {out.route.value} on {exchange!r} reached no queue") from None
+            raise PublishError(
+                f"the {out.route.value} to {out.routing_key!r} reached no queue"
+            ) from None
         if not isinstance(confirmation, Basic.Ack):
-            raise PublishError(f"broker did not confirm the {out.route.value} on {exchange!r}")
+            raise PublishError(
+                f"broker did not confirm the {out.route.value} to {out.routing_key!r}"
+            )

@@ -1,22 +1,28 @@
 """Outcome to broker message, in one place: what the broker must hold before an event is acked.
 
-The pipeline says what became of a message (a `Verdict`: not an event, or each delivery's
-outcome); `Messages.of` turns that into the messages to publish with confirms: a dead letter
-(to the dead-letter exchange) for an invalid event or a delivery given up. Deliveries that
-succeeded publish nothing: the happy path costs no broker round trip beyond the ack.
+The pipeline says what became of a message (a `Verdict`: rejected as it came, or each
+delivery's outcome); `Messages.of` turns that into the messages to publish with confirms:
+- a delivery to retry later goes to the retry tier of its delay (`<queue>.retry.<delay>`),
+  carrying its subscription and history in headers (`dispatcher.amqp.headers`);
+- a delivery given up, or a message that is no event, goes to the dead-letter exchange with
+  the reason, the last error and the history.
+Deliveries that succeeded publish nothing: the happy path costs no broker round trip beyond the
+ack. `read_resume` reads a delivery's headers back when its tier hands it to the deliveries queue.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from dispatcher.amqp import headers as h
+from dispatcher.amqp.topology import QueueSpec, retry_queue
 from dispatcher.channels.base import Delivery
-from dispatcher.delivery.outcome import DeadLetter, Delivered, Outcome, RetryLater
-from dispatcher.pipeline import Incoming, Invalid, Verdict
+from dispatcher.delivery.outcome import DeadLetter, RetryLater
+from dispatcher.pipeline import Handled, Incoming, Rejected, Resume, Verdict
 from dispatcher.settings import BrokerSettings
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -26,11 +32,13 @@ class Route(enum.Enum):
     """Where an outgoing message goes."""
 
     DEAD_LETTER = "dead letter"
+    RETRY = "retry"
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message to publish (with confirms, mandatory) before the incoming one is acked."""
+    """A message to publish (with confirms, mandatory) before the incoming one is acked.
+    `declare` is a queue to declare first if this session has not yet (a retry tier)."""
 
     route: Route
     exchange: str
@@ -39,30 +47,78 @@ class Outgoing:
     headers: dict[str, Any]
     content_type: str | None
     message_id: str | None = None
+    declare: QueueSpec | None = None
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+def rfc3339(epoch_s: float | None = None) -> str:
+    moment = datetime.now(UTC) if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch(value: object) -> float | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo else None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def read_resume(headers: Mapping[str, Any]) -> Resume | str:
+    """The delivery a message of the deliveries queue carries on, or why it carries none."""
+    subscription = _text(headers.get(h.SUBSCRIPTION))
+    if not subscription:
+        return f"a message on the deliveries queue without the {h.SUBSCRIPTION} header"
+    return Resume(
+        subscription=subscription,
+        attempts=_count(headers.get(h.ATTEMPTS)),
+        retries=_count(headers.get(h.RETRIES)),
+        first_attempt_at=_epoch(headers.get(h.FIRST_ATTEMPT_AT)),
+        last_error=_text(headers.get(h.LAST_ERROR)),
+    )
 
 
 class Messages:
     """Maps verdicts to broker messages for one deployment's names (`BrokerSettings`)."""
 
     def __init__(self, broker: BrokerSettings) -> None:
+        self._broker = broker
         self._dead_exchange = broker.dead_exchange
 
     def of(self, incoming: Incoming, verdict: Verdict) -> list[Outgoing]:
-        if isinstance(verdict, Invalid):
-            return [self.invalid(incoming, verdict.reason)]
-        return [
-            self.dead_letter(delivery, outcome)
-            for delivery, outcome in verdict.results
-            if not isinstance(outcome, Delivered)
-        ]
+        if isinstance(verdict, Rejected):
+            return [self.rejected(incoming, verdict)]
+        return self._deliveries(verdict) if verdict.results else []
 
-    def invalid(self, incoming: Incoming, reason: str) -> Outgoing:
+    def _deliveries(self, verdict: Handled) -> list[Outgoing]:
+        out = []
+        for delivery, outcome in verdict.results:
+            if isinstance(outcome, RetryLater):
+                out.append(self.retry(delivery, outcome))
+            elif isinstance(outcome, DeadLetter):
+                out.append(self.dead_letter(delivery, outcome))
+        return out
+
+    def rejected(self, incoming: Incoming, verdict: Rejected) -> Outgoing:
+        """The message as it came, headers and all, with why it was dead-lettered."""
         headers = dict(incoming.headers)
-        headers.update({h.KIND: h.KIND_INVALID, h.REASON: reason, h.FAILED_AT: now_rfc3339()})
+        if verdict.code == h.INVALID_EVENT:
+            headers[h.KIND] = h.KIND_INVALID
+        headers.update({h.REASON: verdict.code, h.LAST_ERROR: verdict.reason})
+        headers[h.FAILED_AT] = rfc3339()
         return Outgoing(
             Route.DEAD_LETTER,
             self._dead_exchange,
@@ -72,27 +128,51 @@ class Messages:
             incoming.content_type,
         )
 
-    def dead_letter(self, delivery: Delivery, outcome: Outcome) -> Outgoing:
-        if isinstance(outcome, RetryLater):  # durable tiers are not declared yet: park it
-            outcome = DeadLetter(outcome.reason, outcome.attempts)
-        assert isinstance(outcome, DeadLetter)
-        event = delivery.event
-        headers = {
-            h.KIND: h.KIND_DELIVERY,
-            h.REASON: outcome.reason,
-            h.SUBSCRIPTION: delivery.subscription.name,
-            h.TARGET_TYPE: delivery.subscription.target.type,
-            h.DELIVERY_ID: delivery.id,
-            h.ATTEMPTS: outcome.attempts,
-            h.EVENT_ID: event.id,
-            h.FAILED_AT: now_rfc3339(),
-        }
+    def retry(self, delivery: Delivery, outcome: RetryLater) -> Outgoing:
+        queue = retry_queue(self._broker, outcome.delay_s)
+        headers = self._about(delivery, outcome.attempts, outcome.reason)
+        headers[h.RETRIES] = outcome.retries
+        headers[h.FIRST_ATTEMPT_AT] = rfc3339(outcome.first_attempt_at)
+        if outcome.last_attempt_at is not None:
+            headers[h.LAST_ATTEMPT_AT] = rfc3339(outcome.last_attempt_at)
+        headers[h.TIER] = queue.name.removeprefix(self._broker.retry_queue(""))
+        return Outgoing(
+            Route.RETRY,
+            "",
+            queue.name,
+            delivery.event.body,
+            headers,
+            CLOUDEVENTS_JSON,
+            delivery.id,
+            declare=queue,
+        )
+
+    def dead_letter(self, delivery: Delivery, outcome: DeadLetter) -> Outgoing:
+        headers = self._about(delivery, outcome.attempts, outcome.reason)
+        headers[h.REASON] = outcome.code
+        if outcome.first_attempt_at is not None:
+            headers[h.FIRST_ATTEMPT_AT] = rfc3339(outcome.first_attempt_at)
+        if outcome.last_attempt_at is not None:
+            headers[h.LAST_ATTEMPT_AT] = rfc3339(outcome.last_attempt_at)
+        headers[h.FAILED_AT] = rfc3339()
         return Outgoing(
             Route.DEAD_LETTER,
             self._dead_exchange,
-            event.type,
-            event.body,
+            delivery.event.type,
+            delivery.event.body,
             headers,
             CLOUDEVENTS_JSON,
             delivery.id,
         )
+
+    @staticmethod
+    def _about(delivery: Delivery, attempts: int, last_error: str) -> dict[str, Any]:
+        return {
+            h.KIND: h.KIND_DELIVERY,
+            h.SUBSCRIPTION: delivery.subscription.name,
+            h.TARGET_TYPE: delivery.subscription.target.type,
+            h.DELIVERY_ID: delivery.id,
+            h.EVENT_ID: delivery.event.id,
+            h.ATTEMPTS: attempts,
+            h.LAST_ERROR: last_error,
+        }

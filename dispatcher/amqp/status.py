@@ -1,8 +1,8 @@
 """`dispatcher status`: the depth and consumers of each of dispatcher's queues, read from the
 broker over AMQP (passive declares), so it works without the management plugin.
 
-The queues are the ones `topology()` declares: the work queue and the dead-letter queue today;
-durable retry tiers (`<queue>.retry.<tier>`) appear here as soon as the topology declares them.
+The queues are the ones `topology()` declares for the config: the work queue, the deliveries
+queue, the dead-letter queue and one retry tier (`<queue>.retry.<delay>`) per delay it names.
 A passive declare of a queue that does not exist closes its channel, so each queue gets a fresh
 channel and an absent queue is shown as such rather than failing the command.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import aiormq
@@ -34,12 +35,14 @@ def role_of(name: str, broker: BrokerSettings) -> str:
         return "work"
     if name == broker.dead_letter_queue:
         return "dead letters"
+    if name == broker.deliveries_queue:
+        return "deliveries"
     if name.startswith(f"{broker.queue}.retry."):
         return "retry tier " + name.removeprefix(f"{broker.queue}.retry.")
     return "other"
 
 
-async def queue_status(broker: BrokerSettings) -> list[QueueStatus]:
+async def queue_status(broker: BrokerSettings, tiers_s: Iterable[float] = ()) -> list[QueueStatus]:
     """One row per queue of the topology; BrokerError when the broker cannot be reached."""
     url = broker.url.get_secret_value()
     try:
@@ -51,7 +54,7 @@ async def queue_status(broker: BrokerSettings) -> list[QueueStatus]:
         why = f"{type(exc).__name__}: {exc}".replace(url, broker.safe_url)
         raise BrokerError(f"cannot reach the broker at {broker.safe_url}: {why}") from None
     try:
-        return [await _one(connection, q.name, broker) for q in topology(broker).queues]
+        return [await _one(connection, q.name, broker) for q in topology(broker, tiers_s).queues]
     finally:
         with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
             await asyncio.wait_for(connection.close(), 5)

@@ -44,11 +44,17 @@ def delivery_id(event: Event, subscription_name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One event on its way to one subscription's target."""
+    """One event on its way to one subscription's target, with its history so far: tries
+    made, waits on a retry tier, when the first try was (epoch seconds) and what failed last.
+    A delivery fresh from an event has none; one back from a retry tier carries them."""
 
     event: Event
     subscription: Subscription
     id: str
+    attempts: int = 0
+    retries: int = 0
+    first_attempt_at: float | None = None
+    last_error: str | None = None
 
     @classmethod
     def of(cls, event: Event, subscription: Subscription) -> Delivery:
@@ -66,11 +72,13 @@ class SendOk:
 @dataclass(frozen=True, slots=True)
 class SendFailed:
     """The target did not accept it. `retryable` says whether trying again may help;
-    `retry_after_s` carries the delay the target asked for, if any."""
+    `retry_after_s` carries the delay the target asked for, if any; `timed_out` says the target
+    did not answer in time (a hanging target: not worth another try in process)."""
 
     reason: str
     retryable: bool
     retry_after_s: float | None = None
+    timed_out: bool = False
 
 
 SendResult = SendOk | SendFailed

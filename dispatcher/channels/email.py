@@ -211,7 +211,9 @@ class EmailChannel:
                 self._drop()
                 timeout_s = self._settings.timeout_s
                 return SendFailed(
-                    f"timed out after {timeout_s:g}s sending through {self._server}", True
+                    f"timed out after {timeout_s:g}s sending through {self._server}",
+                    True,
+                    timed_out=True,
                 )
             except (SMTPException, OSError, ValueError) as exc:
                 # After a refusal inside the transaction aiosmtplib sent RSET: the connection

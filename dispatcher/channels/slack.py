@@ -95,7 +95,7 @@ async def _attempt(
         async with asyncio.timeout(timeout_s):
             return await post()
     except TimeoutError:  # also aiohttp's ServerTimeoutError
-        return SendFailed(f"{where}: timed out after {timeout_s:g}s", retryable=True)
+        return SendFailed(f"{where}: timed out after {timeout_s:g}s", True, timed_out=True)
     except aiohttp.InvalidURL:
         return SendFailed(f"{where}: invalid URL; check the target", retryable=False)
     except aiohttp.ClientConnectorError as exc:

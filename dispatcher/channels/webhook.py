@@ -229,7 +229,9 @@ class WebhookChannel:
             async with asyncio.timeout(target.timeout_s):
                 answer = await self._client.request(p.endpoint, request, MAX_RESPONSE_BYTES)
         except TimeoutError:
-            return SendFailed(f"timed out after {target.timeout_s:g}s posting to {p.origin}", True)
+            return SendFailed(
+                f"timed out after {target.timeout_s:g}s posting to {p.origin}", True, timed_out=True
+            )
         except ClientClosed:
             return SendFailed(f"not posting to {p.origin}: the webhook channel is closed", True)
         except (OSError, ProtocolError, Disconnected) as exc:

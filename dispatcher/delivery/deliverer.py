@@ -1,9 +1,11 @@
-"""One delivery, start to end: send through the target's channel, retry in process, and decide
-the outcome (delivered, or dead letter with the reason)."""
+"""One delivery, start to end: send through the target's channel, retry quickly in process, and
+decide the outcome: delivered, retry later on a durable tier (`dispatcher.delivery.schedule`), or
+dead letter with the reason."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -16,6 +18,8 @@ from dispatcher.admin.metrics import Metrics
 from dispatcher.channels.base import Channel, Delivery, SendFailed, SendOk, SendResult
 from dispatcher.delivery.outcome import DeadLetter, Delivered, Outcome, RetryLater
 from dispatcher.delivery.retry import RetryPolicy
+from dispatcher.delivery.schedule import DEFAULT_MAX_AGE, DEFAULT_RETRY_DELAYS, Schedule
+from dispatcher.subscriptions.models import Subscription
 
 log = structlog.get_logger(__name__)
 _stdlib_log = logging.getLogger(__name__)  # what structlog's level filter asks, for a cheap check
@@ -33,27 +37,33 @@ def about(delivery: Delivery) -> dict[str, str]:
 class Deliverer:
     """Delivers to the channel registered for each target type.
 
-    The rate limiter and the durable retry tiers slot in here: before `send` (wait for a token
-    of the target's bucket) and in `_outcome` (a retryable failure past the in-process tries
-    becomes RetryLater on a tier instead of a dead letter).
+    A fresh delivery gets `policy.attempts` quick tries in process; one back from a retry tier
+    gets one. A retryable failure past those (or a timeout, at once) waits on the next tier of
+    its subscription's schedule, unless that is used up or would pass its max age.
     """
 
     def __init__(
         self,
         channels: Mapping[str, Channel],
         policy: RetryPolicy,
+        schedule: Schedule | None = None,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
     ) -> None:
         self._channels = channels
         self._policy = policy
+        self._once = dataclasses.replace(policy, attempts=1)
+        self._schedule = schedule or Schedule.of(DEFAULT_RETRY_DELAYS, DEFAULT_MAX_AGE)
+        self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
         self._metrics = metrics = metrics or Metrics(process=False)
         self._dead_letters = metrics.dead_letters
         self._retried = metrics.retries["inprocess"]
+        self._schedules: dict[int, tuple[Subscription, Schedule]] = {}
         self.in_flight = 0  # deliveries started and not ended (read by metrics and STATUS=)
 
     async def deliver(self, delivery: Delivery) -> Outcome:
@@ -76,38 +86,53 @@ class Deliverer:
         channel = self._channels.get(target_type)
         if channel is None:
             self._dead_letters["no_channel"].inc()
-            return DeadLetter(f"no channel for target type {target_type!r}", attempts=0)
+            reason = f"no channel for target type {target_type!r}"
+            return DeadLetter(reason, delivery.attempts, "permanent_failure")
         # The first try runs bare: most deliveries succeed, and tenacity's bookkeeping or binding
         # the log context (about 6 µs) would cost more than the rest of the path. Its log lines
         # name the delivery themselves; from a failure on, the context is bound for every line.
-        first = await self._send_once(channel, delivery, 1)
+        started_at = delivery.first_attempt_at or self._clock()
+        first = await self._send_once(channel, delivery, delivery.attempts + 1)
         if isinstance(first, SendOk):
-            return self._outcome(first, 1, delivery)
+            return self._delivered(first, delivery.attempts + 1, delivery)
         with structlog.contextvars.bound_contextvars(**about(delivery)):
-            if self._policy.next_delay(1, first, 0.0) is None:
-                return self._outcome(first, 1, delivery)
-            return await self._retry(channel, delivery, first)
+            policy = self._policy if delivery.retries == 0 else self._once
+            result: SendResult = first
+            tries = 1
+            if policy.next_delay(1, first, 0.0) is not None:
+                result, tries = await self._retry(channel, delivery, first, policy)
+            if isinstance(result, SendOk):
+                return self._delivered(result, delivery.attempts + tries, delivery)
+            return self._failed(result, delivery.attempts + tries, delivery, started_at)
 
-    async def _retry(self, channel: Channel, delivery: Delivery, first: SendFailed) -> Outcome:
+    async def _retry(
+        self, channel: Channel, delivery: Delivery, first: SendFailed, policy: RetryPolicy
+    ) -> tuple[SendResult, int]:
         """Tries 2..n, waiting as the policy says between them (tenacity counts from try 2)."""
-        attempts = 1
+        tries = 1
 
         async def attempt() -> SendResult:
-            nonlocal attempts
-            attempts += 1
+            nonlocal tries
+            tries += 1
             self._retried.inc()
-            return await self._send_once(channel, delivery, attempts)
+            return await self._send_once(channel, delivery, delivery.attempts + tries)
 
-        await self._sleep(self._policy.next_delay(1, first, self._jitter()) or 0.0)
+        def delay(state: RetryCallState) -> float | None:
+            result = _result(state)
+            if not isinstance(result, SendFailed):
+                return None
+            return policy.next_delay(state.attempt_number + 1, result, self._jitter())
+
+        await self._sleep(policy.next_delay(1, first, self._jitter()) or 0.0)
         retrying = AsyncRetrying(
-            stop=lambda state: self._delay(state) is None,
-            wait=lambda state: self._delay(state) or 0.0,
+            stop=lambda state: delay(state) is None,
+            wait=lambda state: delay(state) or 0.0,
             retry=retry_if_result(lambda result: isinstance(result, SendFailed)),
             retry_error_callback=_result,
             sleep=self._sleep,
         )
         result: SendResult = await retrying(attempt)
-        return self._outcome(result, attempts, delivery)
+        return result, tries
 
     async def _send_once(self, channel: Channel, delivery: Delivery, attempt: int) -> SendResult:
         started = time.perf_counter()
@@ -132,21 +157,44 @@ class Deliverer:
             )
         return result
 
-    def _delay(self, state: RetryCallState) -> float | None:
-        result = _result(state)
-        if not isinstance(result, SendFailed):
-            return None
-        return self._policy.next_delay(state.attempt_number + 1, result, self._jitter())
+    def _delivered(self, result: SendOk, attempts: int, delivery: Delivery) -> Delivered:
+        if _stdlib_log.isEnabledFor(logging.DEBUG):  # skip building a line nobody reads
+            log.debug("delivered", attempts=attempts, detail=result.detail, **about(delivery))
+        return Delivered(attempts=attempts, detail=result.detail)
 
-    def _outcome(self, result: SendResult, attempts: int, delivery: Delivery) -> Outcome:
-        if isinstance(result, SendOk):
-            if _stdlib_log.isEnabledFor(logging.DEBUG):  # skip building a line nobody reads
-                log.debug("delivered", attempts=attempts, detail=result.detail, **about(delivery))
-            return Delivered(attempts=attempts, detail=result.detail)
-        why = "permanent failure" if not result.retryable else f"gave up after {attempts} tries"
-        self._dead_letters["retries_exhausted" if result.retryable else "permanent_failure"].inc()
-        log.error("delivery dead-lettered", attempts=attempts, reason=result.reason)
-        return DeadLetter(f"{why}: {result.reason}", attempts=attempts)
+    def _failed(
+        self, result: SendFailed, attempts: int, delivery: Delivery, first_at: float
+    ) -> Outcome:
+        """Past the tries in process: the next retry tier, or a dead letter saying why."""
+        now = self._clock()
+        if not result.retryable:
+            self._dead_letters["permanent_failure"].inc()
+            log.error("delivery dead-lettered", attempts=attempts, reason=result.reason)
+            return DeadLetter(result.reason, attempts, "permanent_failure", first_at, now)
+        plan = self.schedule_of(delivery.subscription).next(
+            delivery.retries, now - first_at, result.retry_after_s
+        )
+        if isinstance(plan, str):
+            self._dead_letters[plan].inc()
+            log.error("delivery dead-lettered", why=plan, attempts=attempts, reason=result.reason)
+            return DeadLetter(result.reason, attempts, plan, first_at, now)
+        self._metrics.retry_scheduled(plan.name)
+        log.warning("delivery retry scheduled", tier=plan.name, attempts=attempts)
+        return RetryLater(plan.delay_s, result.reason, attempts, plan.retries, first_at, now)
+
+    def schedule_of(self, subscription: Subscription) -> Schedule:
+        """The subscription's retry schedule: the default with its own `retry:` applied."""
+        if subscription.retry is None:
+            return self._schedule
+        cached = self._schedules.get(id(subscription))
+        if cached is None or cached[0] is not subscription:  # ids are reused once one is gone
+            schedule = self._schedule.override(
+                subscription.retry.delays, subscription.retry.max_age
+            )
+            if len(self._schedules) > 4096:
+                self._schedules.clear()
+            cached = self._schedules[id(subscription)] = (subscription, schedule)
+        return cached[1]
 
 
 def _result(state: RetryCallState) -> SendResult | None:

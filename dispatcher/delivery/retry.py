@@ -27,9 +27,10 @@ class RetryPolicy:
 
     def next_delay(self, attempt: int, failure: SendFailed, jitter: float) -> float | None:
         """The delay before try `attempt + 1`, or None when trying again in process is pointless
-        (permanent failure, tries used up, or the target asked us to wait longer than we hold a
-        delivery in memory)."""
-        if not failure.retryable or attempt >= self.attempts:
+        (permanent failure, tries used up, a target that did not answer in time, or one that
+        asked us to wait longer than we hold a delivery in memory): then the durable retry
+        tiers take over."""
+        if not failure.retryable or failure.timed_out or attempt >= self.attempts:
             return None
         if failure.retry_after_s is not None:
             if failure.retry_after_s > self.max_retry_after_s:

@@ -268,6 +268,7 @@ class Matcher:
 
     def __init__(self, subscriptions: Iterable[Subscription]) -> None:
         self._subscriptions = tuple(sub for sub in subscriptions if sub.enabled)
+        self._by_name = {sub.name: sub for sub in self._subscriptions}
         # type patterns' keys get ids, so that an event's type is looked up once, not per bucket
         self._types: PatternIndex[int] = PatternIndex(itertools.count().__next__)
         self._type_memo: dict[str, frozenset[int]] = {}
@@ -285,6 +286,10 @@ class Matcher:
                     index.bucket(pattern).append(entry)
         self._by_type = anchors.pop(TYPE, None)
         self._anchors = tuple(sorted(anchors.items(), key=lambda item: _rank(item[0])))
+
+    def subscription(self, name: str) -> Subscription | None:
+        """The enabled subscription of this name, if there is one."""
+        return self._by_name.get(name)
 
     def __len__(self) -> int:
         return len(self._subscriptions)

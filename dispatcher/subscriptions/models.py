@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from dispatcher.durations import parse_duration
+
 #: Resources and actions of the seeds' event names, and the synonyms they use for actions.
 RESOURCES = frozenset(
     {"parameter", "project", "environment", "value", "deployment", "file", "template", "secret"}
@@ -251,6 +253,34 @@ class Templates(_Model):
         return self
 
 
+def check_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+def check_delays(delays: list[str]) -> list[str]:
+    for delay in delays:
+        parse_duration(delay)
+    return delays
+
+
+class RetrySchedule(_Model):
+    """A subscription's own durable retry schedule; what it leaves out comes from `delivery:`."""
+
+    delays: list[str] | None = Field(default=None, min_length=1, max_length=30)
+    max_age: str | None = None
+
+    @field_validator("delays")
+    @classmethod
+    def _delays(cls, delays: list[str] | None) -> list[str] | None:
+        return None if delays is None else check_delays(delays)
+
+    @field_validator("max_age")
+    @classmethod
+    def _max_age(cls, max_age: str | None) -> str | None:
+        return None if max_age is None else check_duration(max_age)
+
+
 class Subscription(_Model):
     """One team's request: these events, filtered so, delivered to that target."""
 
@@ -261,6 +291,7 @@ class Subscription(_Model):
     filter: Filter = Field(default_factory=Filter)
     target: Target
     template: Templates | None = None
+    retry: RetrySchedule | None = None
 
     @field_validator("name")
     @classmethod

@@ -24,6 +24,7 @@ from tests.support import (
     running,
     settled,
     start_sink,
+    wait_for_depth,
     wait_until,
     write_config,
 )
@@ -123,10 +124,11 @@ async def test_invalid_messages_are_dead_lettered_with_reasons_and_valid_ones_fl
     assert {r.json["id"] for r in sink.received} == {e["id"] for e in valid}
     dead = await drain_queue(amqp, names.dead_letter_queue)
     assert len(dead) == len(INVALID)
-    reason_by_body = {m.body: _h(m, "x-dispatcher-reason") for m in dead}
+    reason_by_body = {m.body: _h(m, "x-dispatcher-last-error") for m in dead}
     for body, _, expected in INVALID:
         assert expected in reason_by_body[body]  # the original bytes are kept, for replay
     assert {_h(m, "x-dispatcher-kind") for m in dead} == {"invalid-event"}
+    assert {_h(m, "x-dispatcher-reason") for m in dead} == {"invalid_event"}
     assert await queue_depth(amqp, names.queue) == 0
 
 
@@ -140,13 +142,20 @@ async def test_failing_target_is_retried_then_dead_lettered_others_delivered(
         {"name": "broken", "events": ["*"], "target": webhook(sink, "/broken")},
         {"name": "gone", "events": ["*"], "target": webhook(sink, "/gone")},
     ]
-    config = write_config(tmp_path / "c.yaml", names, subscriptions)
+    delivery = {"attempts": 3, "backoff_initial_s": 0.01, "backoff_max_s": 0.05}
+    config = write_config(
+        tmp_path / "c.yaml",
+        names,
+        subscriptions,
+        delivery={**delivery, "retry_delays": ["200ms", "300ms"]},
+    )
     event = new_event("environment.deleted", "test", environment="prod-eu")
     async with running(config) as app:
         await publish_events(amqp, names, [event])
-        await settled(app, 1)
+        await wait_for_depth(amqp, names.dead_letter_queue, 2)
+        assert app.pipeline.stats.retried == 2  # one wait on each tier
     assert len(sink.at("/ok")) == 1
-    assert len(sink.at("/broken")) == 3  # the configured in-process attempts
+    assert len(sink.at("/broken")) == 3 + 1 + 1  # in process, then one try after each tier
     assert len(sink.at("/gone")) == 1  # permanent: not retried
     ids = {r.headers["webhook-id"] for r in sink.at("/broken")}
     assert len(ids) == 1  # stable across retries
@@ -155,10 +164,17 @@ async def test_failing_target_is_retried_then_dead_lettered_others_delivered(
         for m in await drain_queue(amqp, names.dead_letter_queue)
     }
     assert set(dead) == {"broken", "gone"}
-    assert "gave up after 3 tries: HTTP 500" in _h(dead["broken"], "x-dispatcher-reason")
-    assert "permanent failure: HTTP 410" in _h(dead["gone"], "x-dispatcher-reason")
-    assert _h(dead["broken"], "x-dispatcher-delivery-id") == ids.pop()
-    assert orjson.loads(dead["broken"].body)["id"] == event["id"]
+    broken, gone = dead["broken"], dead["gone"]
+    assert _h(broken, "x-dispatcher-reason") == "retries_exhausted"
+    assert "HTTP 500" in _h(broken, "x-dispatcher-last-error")
+    assert _h(broken, "x-dispatcher-attempts") == "5"
+    assert _h(gone, "x-dispatcher-reason") == "permanent_failure"
+    assert "HTTP 410" in _h(gone, "x-dispatcher-last-error")
+    assert _h(gone, "x-dispatcher-attempts") == "1"
+    assert _h(broken, "x-dispatcher-delivery-id") == ids.pop()
+    assert _h(broken, "x-dispatcher-first-attempt-at") < _h(broken, "x-dispatcher-last-attempt-at")
+    assert orjson.loads(broken.body)["id"] == event["id"]
+    assert _h(broken, "x-dispatcher-target-type") == "webhook"
 
 
 def _h(message: aiormq.abc.DeliveredMessage, name: str) -> str:

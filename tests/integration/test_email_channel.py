@@ -384,7 +384,7 @@ async def test_a_silent_server_times_out_retryable(
     result = failed(await send(channel, delivery(["ops@example.com"])))
 
     assert result == SendFailed(
-        f"timed out after 0.3s sending through {HOST}:{silent_server.port}", True
+        f"timed out after 0.3s sending through {HOST}:{silent_server.port}", True, timed_out=True
     )
 
 
@@ -398,7 +398,7 @@ async def test_a_slow_server_is_bounded_as_a_whole_not_per_reply(
     result = failed(await send(channel, delivery(["ops@example.com"])))
 
     assert result == SendFailed(
-        f"timed out after 0.8s sending through {HOST}:{silent_server.port}", True
+        f"timed out after 0.8s sending through {HOST}:{silent_server.port}", True, timed_out=True
     )
 
 

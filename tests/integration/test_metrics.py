@@ -4,6 +4,7 @@ carries an unbounded value. Also `dispatcher status` against the real broker."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,16 +84,18 @@ async def test_counters_move_by_what_a_known_run_did(
     assert value(samples, "dispatcher_events_unmatched_total") == 1
     deliveries = "dispatcher_deliveries_total"
     assert value(samples, deliveries, target_type="webhook", outcome="delivered") == 3
-    assert value(samples, deliveries, target_type="webhook", outcome="dead_letter") == 2
+    assert value(samples, deliveries, target_type="webhook", outcome="dead_letter") == 1
+    assert value(samples, deliveries, target_type="webhook", outcome="retry_later") == 1
     assert value(samples, deliveries, target_type="log", outcome="delivered") == 1
     assert value(samples, deliveries, target_type="log", outcome="dead_letter") == 0
     attempts = "dispatcher_delivery_attempt_seconds_count"
     assert value(samples, attempts, target_type="webhook") == 3 + 3 + 1
     assert value(samples, attempts, target_type="log") == 1
     assert value(samples, "dispatcher_retries_scheduled_total", tier="inprocess") == 2
+    assert value(samples, "dispatcher_retries_scheduled_total", tier="10s") == 1
     dead = "dispatcher_dead_letters_total"
     assert value(samples, dead, reason="invalid_event") == 1
-    assert value(samples, dead, reason="retries_exhausted") == 1
+    assert value(samples, dead, reason="retries_exhausted") == 0  # it waits on a tier
     assert value(samples, dead, reason="permanent_failure") == 1
     assert value(samples, dead, reason="no_channel") == 0
     assert value(samples, "dispatcher_rate_limit_waits_total", target_type="webhook") == 0
@@ -123,7 +126,9 @@ async def test_status_shows_queue_depths_and_consumers_from_the_broker(
     config = write_config(tmp_path / "c.yaml", names, [])
     before = await asyncio.to_thread(run_status, config)
     assert before.returncode == 0, before.stderr
-    assert f"{names.queue}  work" in before.stdout
+    assert re.search(rf"^{re.escape(names.queue)} +work ", before.stdout, re.MULTILINE)
+    assert re.search(rf"^{re.escape(names.queue)}.deliveries +deliveries ", before.stdout, re.M)
+    assert re.search(rf"^{re.escape(names.queue)}.retry.10s +retry tier 10s ", before.stdout, re.M)
     assert "absent" in before.stdout
     async with running(config) as app:
         for _ in range(2):

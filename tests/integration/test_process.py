@@ -117,7 +117,7 @@ async def test_logs_are_json_carry_delivery_ids_and_no_secrets(
         async with asyncio.timeout(20):
             await read_until(process, '"consuming"', lines)
             await publish_raw(amqp, names.exchange, event["type"], encode(event))
-            await read_until(process, '"delivery dead-lettered"', lines)
+            await read_until(process, '"delivery retry scheduled"', lines)
         process.send_signal(signal.SIGTERM)
         code = await finish(process, lines)
     finally:
@@ -127,7 +127,7 @@ async def test_logs_are_json_carry_delivery_ids_and_no_secrets(
     assert code == 0
     records: list[dict[str, Any]] = [json.loads(line) for line in lines if line.strip()]
     about_delivery = [r for r in records if r["event"].startswith("delivery")]
-    assert len(about_delivery) == 4  # three failed attempts, one dead letter
+    assert len(about_delivery) == 4  # three failed attempts, then the first retry tier
     for record in about_delivery:
         assert record["event_id"] == event["id"]
         assert record["subscription"] == "flaky"
@@ -135,8 +135,8 @@ async def test_logs_are_json_carry_delivery_ids_and_no_secrets(
     output = "".join(lines)
     for secret in (URL_TOKEN, "qs-secret-991", SECRET, "header-secret-123", "guest:guest"):
         assert secret not in output
-    dead = await drain_queue(amqp, names.dead_letter_queue)
-    assert len(dead) == 1
+    waiting = await drain_queue(amqp, f"{names.queue}.retry.10s")
+    assert len(waiting) == 1
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

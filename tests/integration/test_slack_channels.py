@@ -326,7 +326,7 @@ async def test_no_answer_times_out_retryably(api: SlackApiStandin, slack: SlackC
     api.hang()  # released when the stand-in stops
     result = failed(await send(slack, slack_sub(timeout_s=0.2)))
 
-    assert result == SendFailed(f"{POST} #deploys: timed out after 0.2s", retryable=True)
+    assert result == SendFailed(f"{POST} #deploys: timed out after 0.2s", True, timed_out=True)
     assert len(await api.wait_for_calls(1)) == 1
 
 
@@ -502,7 +502,7 @@ async def test_webhook_no_answer_times_out_retryably(
     result = failed(await send(webhooks, hook_sub(url, timeout_s=0.2)))
 
     reason = f"Slack incoming webhook at {hooks.origin}: timed out after 0.2s"
-    assert result == SendFailed(reason, retryable=True)
+    assert result == SendFailed(reason, retryable=True, timed_out=True)
     assert len(await hooks.wait_for_posts(1)) == 1
 
 

@@ -184,8 +184,9 @@ async def test_slack_webhook_and_email_targets_deliver_through_the_daemon(
     # The unknown channel is a permanent failure: dead-lettered with Slack's reason.
     dead = await drain_queue(amqp, names.dead_letter_queue)
     reasons = {
-        header(m, "x-dispatcher-subscription"): header(m, "x-dispatcher-reason") for m in dead
+        header(m, "x-dispatcher-subscription"): header(m, "x-dispatcher-last-error") for m in dead
     }
+    assert [header(m, "x-dispatcher-reason") for m in dead] == ["permanent_failure"]
     assert list(reasons) == ["lost"]
     assert "channel_not_found" in reasons["lost"]
     assert TOKEN not in reasons["lost"]

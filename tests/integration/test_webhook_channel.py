@@ -282,7 +282,9 @@ async def test_a_secret_across_the_snippet_cut_is_hidden_whole(
 async def test_times_out(hook: Hook, channel: WebhookChannel) -> None:
     hook.respond = hang(hook)
     result = await send(channel, subscription(hook.url(), secret=SECRET, timeout_s=0.2))
-    assert result == SendFailed(f"timed out after 0.2s posting to {hook.origin}", retryable=True)
+    assert result == SendFailed(
+        f"timed out after 0.2s posting to {hook.origin}", retryable=True, timed_out=True
+    )
     assert len(hook.requests) == 1
 
 

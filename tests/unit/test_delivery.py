@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
 from dispatcher.delivery.deliverer import Deliverer
-from dispatcher.delivery.outcome import DeadLetter, Delivered
+from dispatcher.delivery.outcome import DeadLetter, Delivered, RetryLater
 from dispatcher.delivery.retry import RetryPolicy, compute_backoff
+from dispatcher.delivery.schedule import Schedule
 from dispatcher.events import Event
 from dispatcher.subscriptions.models import Subscription
 
@@ -34,6 +37,7 @@ RETRYABLE = SendFailed("HTTP 503", retryable=True)
         (1, SendFailed("HTTP 404", retryable=False), None),
         (1, SendFailed("429", retryable=True, retry_after_s=7.0), 7.0),
         (1, SendFailed("429", retryable=True, retry_after_s=120.0), None),  # longer than we hold
+        (1, SendFailed("timed out", retryable=True, timed_out=True), None),  # to the tiers at once
     ],
 )
 def test_next_delay(attempt: int, failure: SendFailed, expected: float | None) -> None:
@@ -60,22 +64,36 @@ class ExplodingChannel(RecordingChannel):
         raise RuntimeError("bug")
 
 
-def _delivery() -> Delivery:
+NOW = 1_800_000_000.0  # the wall clock the deliverer is given
+TWO_TIERS = Schedule((10.0, 60.0), max_age_s=3600.0)
+
+
+def _delivery(**history: Any) -> Delivery:
     event = Event(id="e1", source="s", type="a.b", attributes={}, data=None, body=b"{}")
     sub = Subscription.model_validate({"name": "s1", "events": ["*"], "target": {"type": "log"}})
-    return Delivery.of(event, sub)
+    return dataclasses.replace(Delivery.of(event, sub), **history)
 
 
-async def _deliver(channel: RecordingChannel, attempts: int = 3) -> tuple[object, list[float]]:
+async def _deliver(
+    channel: RecordingChannel,
+    attempts: int = 3,
+    delivery: Delivery | None = None,
+    schedule: Schedule = TWO_TIERS,
+) -> tuple[object, list[float]]:
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
     deliverer = Deliverer(
-        {"log": channel}, RetryPolicy(attempts=attempts), sleep=sleep, jitter=lambda: 1.0
+        {"log": channel},
+        RetryPolicy(attempts=attempts),
+        schedule,
+        sleep=sleep,
+        jitter=lambda: 1.0,
+        clock=lambda: NOW,
     )
-    return await deliverer.deliver(_delivery()), slept
+    return await deliverer.deliver(delivery or _delivery()), slept
 
 
 async def test_success_first_time() -> None:
@@ -92,21 +110,72 @@ async def test_retryable_then_success_waits_with_backoff() -> None:
     assert len({d.id for d in channel.sent}) == 1
 
 
-async def test_retryable_until_exhausted_is_dead_lettered_with_reason() -> None:
+async def test_retryable_past_the_tries_in_process_waits_on_the_first_tier() -> None:
     outcome, slept = await _deliver(RecordingChannel([RETRYABLE] * 3))
-    assert outcome == DeadLetter("gave up after 3 tries: HTTP 503", attempts=3)
+    assert outcome == RetryLater(
+        10.0, "HTTP 503", attempts=3, retries=1, first_attempt_at=NOW, last_attempt_at=NOW
+    )
     assert slept == [0.5, 1.0]
 
 
-async def test_permanent_failure_is_not_retried() -> None:
-    channel = RecordingChannel([SendFailed("HTTP 404 from http://x", retryable=False)])
+async def test_back_from_a_tier_one_try_then_the_next_tier() -> None:
+    earlier = NOW - 30
+    delivery = _delivery(attempts=3, retries=1, first_attempt_at=earlier)
+    channel = RecordingChannel([RETRYABLE])
+    outcome, slept = await _deliver(channel, delivery=delivery)
+    assert outcome == RetryLater(60.0, "HTTP 503", 4, 2, earlier, NOW)
+    assert (len(channel.sent), slept) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("history", "failure", "code"),
+    [
+        ({"attempts": 4, "retries": 2}, RETRYABLE, "retries_exhausted"),  # both tiers used
+        ({"attempts": 1, "retries": 1, "first_attempt_at": NOW - 3590}, RETRYABLE, "expired"),
+        ({}, SendFailed("HTTP 404 from http://x", retryable=False), "permanent_failure"),
+    ],
+)
+async def test_dead_letters_say_why(
+    history: dict[str, Any], failure: SendFailed, code: str
+) -> None:
+    outcome, _ = await _deliver(RecordingChannel([failure]), delivery=_delivery(**history))
+    assert isinstance(outcome, DeadLetter)
+    assert (outcome.code, outcome.reason) == (code, failure.reason)
+    assert outcome.attempts == history.get("attempts", 0) + 1
+    assert outcome.first_attempt_at == history.get("first_attempt_at", NOW)
+
+
+async def test_a_timeout_goes_to_the_tiers_without_another_try_in_process() -> None:
+    channel = RecordingChannel([SendFailed("timed out after 1s", True, timed_out=True)])
+    outcome, slept = await _deliver(channel)
+    assert isinstance(outcome, RetryLater)
+    assert (outcome.delay_s, len(channel.sent), slept) == (10.0, 1, [])
+
+
+async def test_a_long_retry_after_skips_to_a_tier_at_least_that_long() -> None:
+    channel = RecordingChannel([SendFailed("429", True, retry_after_s=45.0)])
     outcome, _ = await _deliver(channel)
-    assert outcome == DeadLetter("permanent failure: HTTP 404 from http://x", attempts=1)
-    assert len(channel.sent) == 1
+    assert isinstance(outcome, RetryLater)
+    assert (outcome.delay_s, outcome.retries) == (60.0, 2)
 
 
-async def test_a_channel_that_raises_is_retried_then_dead_lettered() -> None:
-    outcome, _ = await _deliver(ExplodingChannel([]), attempts=2)
-    assert outcome == DeadLetter(
-        "gave up after 2 tries: internal error in channel: RuntimeError", attempts=2
+async def test_a_subscriptions_own_schedule_overrides_the_default() -> None:
+    sub = Subscription.model_validate(
+        {
+            "name": "s1",
+            "events": ["*"],
+            "target": {"type": "log"},
+            "retry": {"delays": ["5s"], "max_age": "1m"},
+        }
     )
+    delivery = dataclasses.replace(_delivery(), subscription=sub)
+    outcome, _ = await _deliver(RecordingChannel([RETRYABLE] * 3), delivery=delivery)
+    assert isinstance(outcome, RetryLater)
+    assert outcome.delay_s == 5.0
+
+
+async def test_a_channel_that_raises_is_retried_then_waits_on_a_tier() -> None:
+    outcome, _ = await _deliver(ExplodingChannel([]), attempts=2)
+    assert isinstance(outcome, RetryLater)
+    assert outcome.reason == "internal error in channel: RuntimeError"
+    assert outcome.attempts == 2

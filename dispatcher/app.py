@@ -25,11 +25,12 @@ from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
 from dispatcher.channels.webhook import WebhookChannel
 from dispatcher.config import load_settings
 from dispatcher.delivery.deliverer import Deliverer
-from dispatcher.delivery.pacing import Pacer
+from dispatcher.delivery.ratelimit import LocalRateLimiter
 from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.errors import BrokerError, ConfigError
 from dispatcher.logs import SecretRedactor
 from dispatcher.pipeline import Incoming, Pipeline, Verdict
+from dispatcher.rates import Rate
 from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_message
 from dispatcher.settings import Settings
 from dispatcher.subscriptions.matcher import Matcher
@@ -90,25 +91,19 @@ def _email(delivery: Delivery) -> EmailMessage:
     return email_message(delivery.event, delivery.subscription)
 
 
-def _pacer(settings: Settings, metrics: Metrics | None, target_type: str) -> Pacer:
-    """Slack's per-channel pacing, counting its waits in the metrics."""
-    waits = metrics.target(target_type).rate_limit_waits if metrics is not None else None
-    return Pacer(
-        settings.slack.per_channel_interval_s,
-        on_wait=None if waits is None else lambda _delay_s: waits.inc(),
-        max_hold_s=settings.delivery.max_retry_after_s,
-    )
+def _slack_rate(settings: Settings) -> Rate | None:
+    interval_s = settings.slack.per_channel_interval_s
+    return Rate(1 / interval_s) if interval_s > 0 else None
 
 
-def build_channels(settings: Settings, metrics: Metrics | None = None) -> dict[str, Channel]:
+def build_channels(settings: Settings) -> dict[str, Channel]:
     """One channel per target type; `email` only when the config has an `smtp:` section."""
+    rate = _slack_rate(settings)
     channels: dict[str, Channel] = {
         "webhook": WebhookChannel(),
         "log": LogChannel(),
-        "slack": SlackChannel(settings.slack, _slack, pacer=_pacer(settings, metrics, "slack")),
-        "slack_webhook": SlackWebhookChannel(
-            _slack, pacer=_pacer(settings, metrics, "slack_webhook")
-        ),
+        "slack": SlackChannel(settings.slack, _slack, rate=rate),
+        "slack_webhook": SlackWebhookChannel(_slack, rate=rate),
     }
     if settings.smtp is not None:
         smtp = settings.smtp
@@ -133,7 +128,7 @@ class App:
         self._config_path = config_path
         self._redactor = redactor or SecretRedactor()
         self._redactor.update(secrets_of(settings))
-        self.channels = build_channels(settings, self.metrics)
+        self.channels = build_channels(settings)
         delivery = settings.delivery
         self.deliverer = Deliverer(
             self.channels,
@@ -144,6 +139,8 @@ class App:
                 max_retry_after_s=delivery.max_retry_after_s,
             ),
             delivery.schedule,
+            limiter=LocalRateLimiter(),
+            max_hold_s=delivery.max_retry_after_s,
             metrics=self.metrics,
         )
         self.messages = Messages(settings.broker)

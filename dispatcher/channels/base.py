@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dispatcher.events import Event
+from dispatcher.rates import Rate
 from dispatcher.subscriptions.models import Subscription
 
 
@@ -84,8 +85,25 @@ class SendFailed:
 SendResult = SendOk | SendFailed
 
 
+def target_key(kind: str, secret: str) -> str:
+    """A target's key built from what names it (a URL, a token and channel), hashed so that the
+    key, which metrics and logs may see, holds no secret."""
+    return f"{kind}:{hashlib.sha256(secret.encode()).hexdigest()[:32]}"
+
+
 class Channel(Protocol):
-    """Sends deliveries to one type of target."""
+    """Sends deliveries to one type of target, and says how the deliverer tells its targets
+    apart (rate limits, in-flight caps and circuit breakers are per target) and how fast a
+    target takes deliveries unless a subscription says otherwise."""
+
+    def target_key(self, delivery: Delivery) -> str:
+        """The key of the delivery's target (no secret in it): a Slack channel, a webhook URL,
+        an SMTP server."""
+        ...
+
+    def default_rate(self, delivery: Delivery) -> Rate | None:
+        """How fast the target takes messages (None: no limit), e.g. Slack's 1/s a channel."""
+        ...
 
     async def send(self, delivery: Delivery) -> SendResult:
         """Make one attempt. Never raises for a failed send (it returns SendFailed)."""

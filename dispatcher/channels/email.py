@@ -36,6 +36,7 @@ from aiosmtplib import (
 )
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult, error_text
+from dispatcher.rates import Rate
 from dispatcher.render import EmailMessage
 from dispatcher.settings import SmtpSettings
 from dispatcher.subscriptions.models import EmailTarget
@@ -189,6 +190,12 @@ class EmailChannel:
 
     def __repr__(self) -> str:
         return f"EmailChannel({self._server}, tls={self._settings.tls})"
+
+    def target_key(self, delivery: Delivery) -> str:
+        return f"smtp:{self._server}"
+
+    def default_rate(self, delivery: Delivery) -> Rate | None:
+        return None
 
     async def send(self, delivery: Delivery) -> SendResult:
         target = delivery.subscription.target

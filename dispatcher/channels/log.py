@@ -8,6 +8,7 @@ import structlog
 
 from dispatcher.channels.base import Delivery, SendOk, SendResult
 from dispatcher.events import MATCH_ATTRIBUTES
+from dispatcher.rates import Rate
 from dispatcher.render import text_message
 from dispatcher.subscriptions.models import LogTarget
 
@@ -17,6 +18,12 @@ log = structlog.get_logger(__name__)
 class LogChannel:
     """Delivers by logging one `notification` line: the rendered text (what a person would read:
     the subscription's `text` template, else the default), then the event's facts as fields."""
+
+    def target_key(self, delivery: Delivery) -> str:
+        return "log"
+
+    def default_rate(self, delivery: Delivery) -> Rate | None:
+        return None
 
     async def send(self, delivery: Delivery) -> SendResult:
         target = delivery.subscription.target

@@ -1,5 +1,6 @@
 """The `slack` and `slack_webhook` targets: post through slack_sdk's async clients (Web API
-`chat.postMessage` with a bot token, or an incoming webhook) and classify Slack's answer.
+`chat.postMessage` with a bot token, or an incoming webhook) and classify Slack's answer. Each
+post is one attempt; the deliverer paces posts to one channel (`default_rate`, Slack's ~1/s).
 
 The bot token and the incoming-webhook URL (the URL is the credential) never show in a reason,
 detail or log line. Reasons are built from Slack's error code and the HTTP status only, never
@@ -26,18 +27,24 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult, error_text
+from dispatcher.channels.base import (
+    Delivery,
+    SendFailed,
+    SendOk,
+    SendResult,
+    error_text,
+    target_key,
+)
 from dispatcher.channels.webhook import origin, parse_retry_after
-from dispatcher.delivery.pacing import Pacer
+from dispatcher.rates import Rate
 from dispatcher.render import SlackMessage
 from dispatcher.settings import SlackSettings
 from dispatcher.subscriptions.models import SlackTarget, SlackWebhookTarget
 
 Render = Callable[[Delivery], SlackMessage]
-_Post = Callable[[], Awaitable[SendResult]]
 
 #: Slack's limit is about one message a second per channel (incoming webhooks too)
-SLACK_INTERVAL_S = 1.0
+SLACK_RATE = Rate(1.0)
 _Client = TypeVar("_Client")
 
 #: Web API errors worth another try; any other error is permanent unless the status is 5xx.
@@ -115,10 +122,10 @@ class _SlackChannelBase(Generic[_Client]):
         *,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
-        pacer: Pacer | None = None,
+        rate: Rate | None = SLACK_RATE,
     ) -> None:
         self._render = render
-        self._pacer = pacer or Pacer(SLACK_INTERVAL_S)
+        self._rate = rate
         self._session = session
         self._owns_session = session is None
         self._clock = clock
@@ -147,20 +154,9 @@ class _SlackChannelBase(Generic[_Client]):
             client = self._clients[key] = make(self._get_session())
         return client
 
-    async def _paced(
-        self, key: str, where: str, timeout_s: float, at: str | None, post: _Post
-    ) -> SendResult:
-        """One post in its turn on this key (a channel): Slack takes about one a second each.
-        A 429 holds the key back for its Retry-After (or one interval)."""
-        key = hashlib.sha256(key.encode()).hexdigest()  # the key may hold a token or a URL
-        await self._pacer.wait(key)
-        try:
-            result = await _attempt(where, timeout_s, at, post)
-        finally:
-            self._pacer.sent(key)
-        if isinstance(result, SendFailed) and result.retry_after_s is not None:
-            self._pacer.defer(key, result.retry_after_s)
-        return result
+    def default_rate(self, delivery: Delivery) -> Rate | None:
+        """Slack's pace for one channel or incoming webhook (`slack.rate_limit`)."""
+        return self._rate
 
     def _message(self, delivery: Delivery, where: str) -> SlackMessage | SendFailed:
         try:
@@ -193,9 +189,9 @@ class SlackChannel(_SlackChannelBase[AsyncWebClient]):
         *,
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
-        pacer: Pacer | None = None,
+        rate: Rate | None = SLACK_RATE,
     ) -> None:
-        super().__init__(render, session=session, clock=clock, pacer=pacer)
+        super().__init__(render, session=session, clock=clock, rate=rate)
         self._api_url = settings.api_url
         self._at = origin(settings.api_url)
 
@@ -238,8 +234,12 @@ class SlackChannel(_SlackChannelBase[AsyncWebClient]):
             ts, channel = response.get("ts"), response.get("channel")
             return SendOk(f"ok, ts={ts}" + (f", channel={channel}" if channel else ""))
 
-        key = f"{token}\0{target.channel}"
-        return await self._paced(key, where, target.timeout_s, self._at, post)
+        return await _attempt(where, target.timeout_s, self._at, post)
+
+    def target_key(self, delivery: Delivery) -> str:
+        target = delivery.subscription.target
+        assert isinstance(target, SlackTarget)
+        return target_key("slack", f"{target.token.get_secret_value()}\0{target.channel}")
 
     def _api_failure(self, where: str, response: Any) -> SendFailed:
         """Classify an answer the SDK refused: an AsyncSlackResponse (`ok: false` or not HTTP
@@ -309,4 +309,9 @@ class SlackWebhookChannel(_SlackChannelBase[AsyncWebhookClient]):
             reason = f"{where}: {code} (HTTP {status})" if code else f"{where}: HTTP {status}"
             return SendFailed(reason, _retryable(status), retry_after)
 
-        return await self._paced(url, where, target.timeout_s, None, post)
+        return await _attempt(where, target.timeout_s, None, post)
+
+    def target_key(self, delivery: Delivery) -> str:
+        target = delivery.subscription.target
+        assert isinstance(target, SlackWebhookTarget)
+        return target_key("slack_webhook", target.url.get_secret_value())

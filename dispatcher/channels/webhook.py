@@ -26,9 +26,17 @@ from urllib.parse import unquote, urlsplit
 from yarl import URL
 
 from dispatcher import __version__
-from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult, error_text
+from dispatcher.channels.base import (
+    Delivery,
+    SendFailed,
+    SendOk,
+    SendResult,
+    error_text,
+    target_key,
+)
 from dispatcher.channels.http1 import ProtocolError, check_header, request_head
 from dispatcher.channels.httpclient import ClientClosed, Disconnected, HttpClient, Origin
+from dispatcher.rates import Rate
 from dispatcher.subscriptions.models import WebhookTarget, signing_key
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -87,6 +95,7 @@ class _Prepared:
     head: bytes  # request line and the fixed headers; per-send ones follow
     key: bytes | None
     redact: tuple[str, ...]  # what an answer might echo back: URL parts, secrets, header values
+    target_key: str  # the URL, hashed: names the target for limits without showing it
 
 
 def _headers(target: WebhookTarget, url: URL, user_agent: str) -> dict[str, str]:
@@ -139,6 +148,7 @@ def _prepare(target: WebhookTarget, user_agent: str) -> _Prepared:
         head=head,
         key=signing_key(target.secret) if target.secret is not None else None,
         redact=tuple(sorted((s for s in sensitive if len(s) >= 4), key=len, reverse=True)),
+        target_key=target_key("webhook", url),
     )
 
 
@@ -205,6 +215,14 @@ class WebhookChannel:
                 self._prepared.clear()
             prepared = self._prepared[id(target)] = _prepare(target, self._user_agent)
         return prepared
+
+    def target_key(self, delivery: Delivery) -> str:
+        target = delivery.subscription.target
+        assert isinstance(target, WebhookTarget)
+        return self._prepared_for(target).target_key
+
+    def default_rate(self, delivery: Delivery) -> Rate | None:
+        return None  # a generic receiver is never capped unless its subscription says so
 
     async def send(self, delivery: Delivery) -> SendResult:
         target = delivery.subscription.target

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,6 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 from dispatcher.admin.metrics import Metrics
 from dispatcher.channels.base import Channel, Delivery, SendFailed, SendOk, SendResult
 from dispatcher.delivery.outcome import DeadLetter, Delivered, Outcome, RetryLater
+from dispatcher.delivery.ratelimit import LocalRateLimiter, RateLimiter
 from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.delivery.schedule import DEFAULT_MAX_AGE, DEFAULT_RETRY_DELAYS, Schedule
 from dispatcher.subscriptions.models import Subscription
@@ -35,7 +37,8 @@ def about(delivery: Delivery) -> dict[str, str]:
 
 
 class Deliverer:
-    """Delivers to the channel registered for each target type.
+    """Delivers to the channel registered for each target type, each send in its target's turn
+    (`RateLimiter`, keyed by `Channel.target_key`, at the channel's `default_rate`).
 
     A fresh delivery gets `policy.attempts` quick tries in process; one back from a retry tier
     gets one. A retryable failure past those (or a timeout, at once) waits on the next tier of
@@ -51,9 +54,13 @@ class Deliverer:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        limiter: RateLimiter | None = None,
+        max_hold_s: float = 30.0,
         metrics: Metrics | None = None,
     ) -> None:
         self._channels = channels
+        self._limiter = LocalRateLimiter() if limiter is None else limiter
+        self._max_hold_s = max_hold_s  # the longest Retry-After a target's key is held back
         self._policy = policy
         self._once = dataclasses.replace(policy, attempts=1)
         self._schedule = schedule or Schedule.of(DEFAULT_RETRY_DELAYS, DEFAULT_MAX_AGE)
@@ -135,6 +142,13 @@ class Deliverer:
         return result, tries
 
     async def _send_once(self, channel: Channel, delivery: Delivery, attempt: int) -> SendResult:
+        rate = channel.default_rate(delivery)
+        if rate is not None:  # the target's turn first: a limit, not a failure
+            key = channel.target_key(delivery)
+            wait_s = await self._limiter.reserve(key, rate, math.inf)
+            if wait_s:
+                self._metrics.target(delivery.subscription.target.type).rate_limit_waits.inc()
+                await self._sleep(wait_s)
         started = time.perf_counter()
         try:
             result = await channel.send(delivery)
@@ -145,6 +159,9 @@ class Deliverer:
         elapsed_s = time.perf_counter() - started
         self._metrics.target(delivery.subscription.target.type).attempt_seconds.observe(elapsed_s)
         if isinstance(result, SendFailed):
+            if rate is not None and result.retry_after_s is not None:  # the target said: quiet
+                hold_s = min(result.retry_after_s, self._max_hold_s)
+                await self._limiter.defer(channel.target_key(delivery), rate, hold_s)
             elapsed_ms = round(elapsed_s * 1000, 1)
             log.warning(
                 "delivery attempt failed",

@@ -5,7 +5,6 @@ reason, repr or log line."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import socket
@@ -19,10 +18,15 @@ import trustme
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from dispatcher.admin.metrics import Metrics
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
 from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
-from dispatcher.delivery.pacing import Pacer
+from dispatcher.delivery.deliverer import Deliverer
+from dispatcher.delivery.outcome import Delivered, RetryLater
+from dispatcher.delivery.ratelimit import LocalRateLimiter
+from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.events import Event, new_event
+from dispatcher.rates import Rate
 from dispatcher.render import SlackMessage
 from dispatcher.settings import SlackSettings
 from dispatcher.subscriptions.models import Subscription
@@ -77,8 +81,8 @@ async def api(clock: FakeClock) -> AsyncIterator[SlackApiStandin]:
 
 @pytest.fixture
 async def slack(api: SlackApiStandin) -> AsyncIterator[SlackChannel]:
-    # Unpaced, so these tests see Slack's own answers (pacing has tests of its own).
-    channel = SlackChannel(SlackSettings(api_url=api.api_url), render, pacer=Pacer(0))
+    # The channel makes one attempt and never paces: pacing is the deliverer's (tested below).
+    channel = SlackChannel(SlackSettings(api_url=api.api_url), render, rate=None)
     yield channel
     await channel.close()
 
@@ -91,7 +95,7 @@ async def hooks() -> AsyncIterator[SlackWebhookStandin]:
 
 @pytest.fixture
 async def webhooks() -> AsyncIterator[SlackWebhookChannel]:
-    channel = SlackWebhookChannel(render, pacer=Pacer(0))
+    channel = SlackWebhookChannel(render, rate=None)
     yield channel
     await channel.close()
 
@@ -213,22 +217,31 @@ async def test_a_second_post_within_a_second_is_rate_limited(
 
 async def test_posts_to_one_channel_are_paced_so_a_burst_all_arrives() -> None:
     """Three posts to #deploys at once, to a Slack that refuses a second post within 0.2 s:
-    paced 0.3 s apart, none is refused; #alerts does not wait behind them."""
-    waits: list[float] = []
-    pacer = Pacer(0.3, on_wait=waits.append)
+    the deliverer paces them 0.3 s apart, none is refused; #alerts does not wait behind them."""
+    metrics = Metrics(process=False)
     async with SlackApiStandin(
         tokens=[TOKEN], channels=["deploys", "alerts"], per_channel_s=0.2
     ) as api:
-        channel = SlackChannel(SlackSettings(api_url=api.api_url), render, pacer=pacer)
+        channel = SlackChannel(SlackSettings(api_url=api.api_url), render, rate=Rate(1 / 0.3))
+        deliverer = Deliverer({"slack": channel}, RetryPolicy(attempts=1), metrics=metrics)
         try:
-            results = await asyncio.gather(
-                *(send(channel, slack_sub("#deploys")) for _ in range(3)),
-                send(channel, slack_sub("#alerts")),
-            )
+            async with asyncio.timeout(10):
+                outcomes = await asyncio.gather(
+                    *(
+                        deliverer.deliver(Delivery.of(event(), sub))
+                        for sub in [
+                            *(slack_sub("#deploys") for _ in range(3)),
+                            slack_sub("#alerts"),
+                        ]
+                    )
+                )
         finally:
             await channel.close()
-    assert all(isinstance(result, SendOk) for result in results), results
-    assert waits == pytest.approx([0.3, 0.6], abs=0.05)
+    assert all(isinstance(outcome, Delivered) for outcome in outcomes), outcomes
+    waits = metrics.registry.get_sample_value(
+        "dispatcher_rate_limit_waits_total", {"target_type": "slack"}
+    )
+    assert waits == 2  # the second and third post to #deploys; #alerts went at once
     assert len(api.received) == 4  # no 429 among them
     assert sorted(post.channel for post in api.posts) == [
         "#alerts",
@@ -238,18 +251,21 @@ async def test_posts_to_one_channel_are_paced_so_a_burst_all_arrives() -> None:
     ]
 
 
-async def test_a_429_holds_the_channel_back_for_its_retry_after(
-    api: SlackApiStandin, clock: FakeClock
-) -> None:
-    pacer = Pacer(1.0, clock=clock)
-    channel = SlackChannel(SlackSettings(api_url=api.api_url), render, pacer=pacer)
+async def test_a_429_holds_the_channel_back_for_its_retry_after(api: SlackApiStandin) -> None:
+    channel = SlackChannel(SlackSettings(api_url=api.api_url), render)
+    limiter = LocalRateLimiter()
+    deliverer = Deliverer({"slack": channel}, RetryPolicy(attempts=1), limiter=limiter)
     api.answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"})
+    delivery = Delivery.of(event(), slack_sub("#deploys"))
     try:
-        assert failed(await send(channel, slack_sub("#deploys"))).retry_after_s == 30.0
+        outcome = await deliverer.deliver(delivery)
     finally:
         await channel.close()
-    key = hashlib.sha256(f"{TOKEN}\0#deploys".encode()).hexdigest()
-    assert pacer.reserve(key) == 30.0
+    assert isinstance(outcome, RetryLater)  # 30 s is longer than a delivery is held in process
+    key = channel.target_key(delivery)
+    assert key.startswith("slack:")
+    assert TOKEN not in key
+    assert (await limiter.reserve(key, Rate(1.0), 60.0) or 0) == pytest.approx(30.0, abs=0.5)
 
 
 @pytest.mark.parametrize(
@@ -540,7 +556,7 @@ async def test_an_untrusted_certificate_is_named_as_such() -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
     api_url = f"https://127.0.0.1:{runner.addresses[0][1]}/api/"
-    channel = SlackChannel(SlackSettings(api_url=api_url), render, pacer=Pacer(0))
+    channel = SlackChannel(SlackSettings(api_url=api_url), render, rate=None)
     try:
         result = failed(await send(channel, slack_sub()))
     finally:

@@ -14,6 +14,7 @@ from dispatcher.delivery.outcome import DeadLetter, Delivered, RetryLater
 from dispatcher.delivery.retry import RetryPolicy, compute_backoff
 from dispatcher.delivery.schedule import Schedule
 from dispatcher.events import Event
+from dispatcher.rates import Rate
 from dispatcher.subscriptions.models import Subscription
 
 
@@ -49,6 +50,14 @@ def test_next_delay(attempt: int, failure: SendFailed, expected: float | None) -
 class RecordingChannel:
     results: list[SendResult]
     sent: list[Delivery] = field(default_factory=list)
+
+    rate: Rate | None = None
+
+    def target_key(self, delivery: Delivery) -> str:
+        return "recorded"
+
+    def default_rate(self, delivery: Delivery) -> Rate | None:
+        return self.rate
 
     async def send(self, delivery: Delivery) -> SendResult:
         self.sent.append(delivery)

@@ -1,4 +1,5 @@
-"""The `dispatcher` command: run, check-config, publish, test-target, render, status, health."""
+"""The `dispatcher` command: run, check-config, publish, test-target, render, status, health,
+dead-letters."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from dispatcher import __version__
+from dispatcher import __version__, deadletter_cli
 from dispatcher.config import load_settings, summarize
 from dispatcher.errors import ConfigError, DispatcherError, UnknownSubscription
 from dispatcher.events import MATCH_ATTRIBUTES
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_arg(health)
     health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
+    deadletter_cli.add_parser(commands)
     return parser
 
 
@@ -209,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "render": _cmd_render,
         "status": _cmd_status,
         "health": _cmd_health,
+        "dead-letters": deadletter_cli.handle,
     }
     try:
         return handlers[args.command](args)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -205,3 +206,45 @@ async def test_expired_and_removed_subscriptions_are_dead_lettered_with_their_re
     }
     assert reasons == {"flaky": "expired", "old": "subscription_gone"}
     assert all(orjson.loads(m.body)["type"] == "file.deleted" for m in dead)
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def test_a_gone_receiver_is_dead_lettered_listed_and_replayed_once_it_is_back(
+    tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    sink.status["/moved"] = 410
+    subscriptions = [
+        {"name": "moved", "events": ["*"], "target": hook(sink, "/moved")},
+        {"name": "healthy", "events": ["*"], "target": hook(sink, "/healthy")},
+    ]
+    config = write_config(tmp_path / "c.yaml", names, subscriptions, delivery=FAST)
+    events = [new_event("parameter.updated", "test", subject=f"p{n}") for n in range(3)]
+    async with running(config) as app:
+        await publish_events(amqp, names, events)
+        await wait_for_depth(amqp, names.dead_letter_queue, 3)
+        listed = await asyncio.to_thread(cli, config, "dead-letters", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        rows = [orjson.loads(line) for line in listed.stdout.splitlines()]
+        assert {row["subscription"] for row in rows} == {"moved"}
+        assert {row["reason"] for row in rows} == {"permanent_failure"}
+        assert all("HTTP 410" in row["last_error"] for row in rows)
+        assert await queue_depth(amqp, names.dead_letter_queue) == 3  # listing took nothing
+        sink.status["/moved"] = 200  # the receiver is back
+        replay = await asyncio.to_thread(
+            cli, config, "dead-letters", "replay", "--subscription", "moved", "--yes"
+        )
+        assert replay.returncode == 0, replay.stderr
+        await wait_until(lambda: app.pipeline.stats.delivered == 6, what="replayed")
+        await wait_until(lambda: len(sink.at("/moved")) == 6, what="3 replayed deliveries")
+    assert await queue_depth(amqp, names.dead_letter_queue) == 0
+    assert sorted(ids_at(sink, "/moved", 3)) == sorted(e["id"] for e in events)
+    assert Counter(ids_at(sink, "/healthy")) == Counter(e["id"] for e in events)  # once each

@@ -73,12 +73,13 @@ async def target_down(ctx: Context, events: int, seconds: float) -> Figure:
         dead, _ = await ctx.broker.depth(names.dead_letter_queue)
         left, _ = await ctx.broker.depth(names.queue)
         settings = names.settings()
-        waiting, _ = await ctx.broker.depth(settings.retry_queue(settings_tier_names()[0]))
+        waiting = 0
+        for tier in settings_tier_names():  # an open circuit parks on a longer tier
+            waiting += (await ctx.broker.depth(settings.retry_queue(tier)))[0]
         await ctx.broker.delete(names)
     stats = await ctx.receiver.stats()
     # Every event either waits in the queue still, or went to the healthy target while its
-    # delivery to the dead one waits on the first retry tier (or, past its tries, the parking
-    # lot): nothing is lost, and nothing piles up in memory.
+    # delivery to the dead one waits on a retry tier (or, past its tries, the parking lot): nothing is lost, and nothing piles up in memory.
     accounted = left + waiting + dead >= events and stats["count"] >= waiting + dead
     note = (
         f"{seconds:g} s with {events:,} queued: peak {half_mb:.1f} MB at half time; "

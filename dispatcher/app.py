@@ -24,13 +24,16 @@ from dispatcher.channels.log import LogChannel
 from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
 from dispatcher.channels.webhook import WebhookChannel
 from dispatcher.config import load_settings
+from dispatcher.delivery.breaker import BreakerState
 from dispatcher.delivery.deliverer import Deliverer
-from dispatcher.delivery.ratelimit import LocalRateLimiter
+from dispatcher.delivery.isolation import Isolation, IsolationSettings
+from dispatcher.delivery.ratelimit import LocalRateLimiter, RateLimiter
+from dispatcher.delivery.redis_limiter import RedisRateLimiter
 from dispatcher.delivery.retry import RetryPolicy
+from dispatcher.durations import parse_duration
 from dispatcher.errors import BrokerError, ConfigError
 from dispatcher.logs import SecretRedactor
 from dispatcher.pipeline import Incoming, Pipeline, Verdict
-from dispatcher.rates import Rate
 from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_message
 from dispatcher.settings import Settings
 from dispatcher.subscriptions.matcher import Matcher
@@ -91,14 +94,25 @@ def _email(delivery: Delivery) -> EmailMessage:
     return email_message(delivery.event, delivery.subscription)
 
 
-def _slack_rate(settings: Settings) -> Rate | None:
-    interval_s = settings.slack.per_channel_interval_s
-    return Rate(1 / interval_s) if interval_s > 0 else None
+def build_limiter(settings: Settings) -> RateLimiter:
+    """Rate limits in Redis when configured (shared by every replica), else in process."""
+    url = settings.rate_limits.redis_url
+    if url is None:
+        return LocalRateLimiter()
+    return RedisRateLimiter(url.get_secret_value(), namespace=settings.broker.queue)
+
+
+def _log_breaker(key: str, old: BreakerState, new: BreakerState) -> None:
+    """A target's breaker changed state: one line, not one per delivery."""
+    if new is BreakerState.OPEN:
+        log.warning("circuit opened: deliveries to the target wait on the retry tiers", target=key)
+    elif new is BreakerState.CLOSED:
+        log.info("circuit closed: the target answers again", target=key, was=str(old))
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """One channel per target type; `email` only when the config has an `smtp:` section."""
-    rate = _slack_rate(settings)
+    rate = settings.slack.rate
     channels: dict[str, Channel] = {
         "webhook": WebhookChannel(),
         "log": LogChannel(),
@@ -108,7 +122,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     if settings.smtp is not None:
         smtp = settings.smtp
         context = ssl.create_default_context(cafile=smtp.ca_file) if smtp.ca_file else None
-        channels["email"] = EmailChannel(smtp, _email, tls_context=context)
+        channels["email"] = EmailChannel(smtp, _email, tls_context=context, rate=smtp.rate)
     return channels
 
 
@@ -128,8 +142,18 @@ class App:
         self._config_path = config_path
         self._redactor = redactor or SecretRedactor()
         self._redactor.update(secrets_of(settings))
-        self.channels = build_channels(settings)
         delivery = settings.delivery
+        self.channels = build_channels(settings)
+        self.limiter = build_limiter(settings)
+        self.isolation = Isolation(
+            IsolationSettings(
+                breaker=delivery.circuit_breaker.breaker(),
+                max_in_flight=delivery.slow_target_max_in_flight,
+                slow_s=delivery.slow_target_s,
+                disable_after_s=parse_duration(delivery.disable_after),
+            ),
+            on_breaker=_log_breaker,
+        )
         self.deliverer = Deliverer(
             self.channels,
             RetryPolicy(
@@ -139,8 +163,10 @@ class App:
                 max_retry_after_s=delivery.max_retry_after_s,
             ),
             delivery.schedule,
-            limiter=LocalRateLimiter(),
+            limiter=self.limiter,
             max_hold_s=delivery.max_retry_after_s,
+            max_rate_wait_s=delivery.max_rate_wait_s,
+            isolation=self.isolation,
             metrics=self.metrics,
         )
         self.messages = Messages(settings.broker)
@@ -184,6 +210,7 @@ class App:
             ready=lambda: float(self.readiness().ready),
             reconnects=lambda: self.consumer.reconnects,
         )
+        self.metrics.watch_breakers(self.isolation.states)
         for target_type in sorted({sub.target.type for sub in self.settings.subscriptions}):
             self.metrics.target(target_type)  # their series show 0 before the first delivery
 
@@ -257,6 +284,7 @@ class App:
                 loop.remove_signal_handler(sig)
             await asyncio.gather(*(server.stop() for server in self.servers))
             await asyncio.gather(*(c.close() for c in self.channels.values()))
+            await self.limiter.close()
         stats = self.pipeline.stats
         log.info(
             "dispatcher stopped",

@@ -12,13 +12,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from dispatcher.delivery.breaker import BreakerSettings
 from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS, Schedule
+from dispatcher.durations import parse_duration
 from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
+from dispatcher.rates import Rate
 from dispatcher.subscriptions.models import (
     Subscription,
     check_delays,
     check_duration,
     check_http_url,
+    check_rate,
 )
 
 _AMQP_NAME = r"^[A-Za-z0-9_.:\-]{1,255}$"
@@ -87,6 +91,29 @@ class BrokerSettings(_Section):
         return f"{self.queue}.retry.{tier}"
 
 
+class CircuitBreakerSettings(_Section):
+    """Per target: open when at least `failure_ratio` of at least `min_attempts` tries in the
+    last `window` failed; then no tries (deliveries wait on the retry tiers) until one probe
+    after `open_for` (doubled per failed probe, up to `max_open_for`) succeeds."""
+
+    window: str = "5m"
+    min_attempts: int = Field(default=10, ge=1)
+    failure_ratio: float = Field(default=0.7, gt=0, le=1)
+    open_for: str = "30s"
+    max_open_for: str = "10m"
+
+    _durations = field_validator("window", "open_for", "max_open_for")(check_duration)
+
+    def breaker(self) -> BreakerSettings:
+        return BreakerSettings(
+            window_s=parse_duration(self.window),
+            min_attempts=self.min_attempts,
+            failure_ratio=self.failure_ratio,
+            open_s=parse_duration(self.open_for),
+            max_open_s=max(parse_duration(self.max_open_for), parse_duration(self.open_for)),
+        )
+
+
 class DeliverySettings(_Section):
     #: quick tries in process before a retryable failure is handed to the retry tiers (a
     #: timeout goes to the tiers at once: a hanging target gets no second try in process)
@@ -101,9 +128,19 @@ class DeliverySettings(_Section):
     )
     #: a delivery not delivered this long after its first try is dead-lettered as `expired`
     max_age: str = "24h"
+    #: the longest wait for a rate-limited target's turn held in process; a delivery that would
+    #: wait longer (a backlog) waits on a retry tier instead, holding no memory
+    max_rate_wait_s: float = Field(default=30.0, ge=0)
+    #: a target whose attempts take this long on average is slow; at most
+    #: `slow_target_max_in_flight` deliveries run to it at once, the rest wait on a retry tier
+    slow_target_s: float = Field(default=1.0, gt=0)
+    slow_target_max_in_flight: int = Field(default=10, ge=1, le=10_000)
+    #: a target failing without a break this long is disabled (its deliveries dead-lettered)
+    disable_after: str = "5d"
+    circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
 
     _delays = field_validator("retry_delays")(check_delays)
-    _age = field_validator("max_age")(check_duration)
+    _age = field_validator("max_age", "disable_after")(check_duration)
 
     @property
     def schedule(self) -> Schedule:
@@ -113,9 +150,16 @@ class DeliverySettings(_Section):
 class SlackSettings(_Section):
     #: Slack's Web API base; a proxy or a test server can stand in
     api_url: str = "https://slack.com/api/"
-    #: posts to one channel (or incoming webhook) are spaced this far apart: Slack takes about
-    #: one message a second per channel and answers a burst beyond that with 429
-    per_channel_interval_s: float = Field(default=1.0, ge=0, le=60)
+    #: posts to one channel (or incoming webhook): Slack takes about one message a second per
+    #: channel, allows a short burst, and answers more with 429 (`null`: no limit)
+    rate_limit: str | None = "1/s"
+    burst: int = Field(default=3, ge=1, le=100)
+
+    _rate = field_validator("rate_limit")(check_rate)
+
+    @property
+    def rate(self) -> Rate | None:
+        return None if self.rate_limit is None else Rate.parse(self.rate_limit, self.burst)
 
     @field_validator("api_url")
     @classmethod
@@ -138,6 +182,15 @@ class SmtpSettings(_Section):
     ca_file: str | None = None
     #: List-Id is `<subscription>.<list_id_domain>`, so mail rules can sort by subscription
     list_id_domain: str = "dispatcher.invalid"
+    #: messages through this server, e.g. "10/s" or "600/min" (`null`: no limit)
+    rate_limit: str | None = None
+    burst: int = Field(default=1, ge=1, le=1000)
+
+    _rate = field_validator("rate_limit")(check_rate)
+
+    @property
+    def rate(self) -> Rate | None:
+        return None if self.rate_limit is None else Rate.parse(self.rate_limit, self.burst)
 
     @field_validator("ca_file")
     @classmethod
@@ -187,6 +240,25 @@ class MetricsSettings(_Section):
     _check = field_validator("listen")(_listen)
 
 
+class RateLimitSettings(_Section):
+    """Where rate limits are kept. In process by default (right for one replica); with
+    `redis_url` in Redis, so that every replica consuming the same queues shares each
+    target's limit exactly."""
+
+    redis_url: SecretStr | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            parts = urlsplit(url.get_secret_value())
+            if parts.scheme not in ("redis", "rediss", "unix") or not (
+                parts.hostname or parts.path
+            ):
+                raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return url
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: auto: human console output on a TTY, JSON lines otherwise
@@ -199,6 +271,7 @@ class Settings(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     smtp: SmtpSettings | None = None
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     #: on SIGTERM, how long in-flight events may take to finish before they are handed back

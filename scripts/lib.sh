@@ -42,3 +42,19 @@ ensure_rabbitmq() {
   fi
   die "no RabbitMQ on $host:$port and none installed here: apt-get install rabbitmq-server (or set RABBITMQ_HOST/RABBITMQ_PORT)"
 }
+
+ensure_redis() {
+  # Rate limits shared by replicas live in Redis; its tests need one on 127.0.0.1:6379.
+  local host="${REDIS_HOST:-127.0.0.1}" port="${REDIS_PORT:-6379}"
+  port_open "$host" "$port" && return 0
+  if [ "$host" = 127.0.0.1 ] && command -v redis-server >/dev/null; then
+    echo "dispatcher: Redis is not answering on $host:$port; starting it" >&2
+    redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --save '' >/dev/null 2>&1 || true
+    for _ in $(seq 1 30); do
+      port_open "$host" "$port" && return 0
+      sleep 1
+    done
+    die "Redis was started but does not answer on $host:$port after 30 s"
+  fi
+  die "no Redis on $host:$port and none installed here: apt-get install redis-server (or set REDIS_HOST/REDIS_PORT)"
+}

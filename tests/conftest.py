@@ -11,6 +11,26 @@ import pytest
 
 from tests.support import AMQP_URL, BrokerNames, Sink, start_sink, unique_names
 
+REDIS_URL = os.environ.get("DISPATCHER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis URL; skips locally when no Redis runs, fails under scripts/test and CI."""
+    if REDIS_URL == "redis://127.0.0.1:6379/0" and not _redis_up():
+        if os.environ.get("DISPATCHER_REQUIRE_SERVICES") or os.environ.get("CI"):
+            pytest.fail("Redis is not answering on 127.0.0.1:6379")
+        pytest.skip("Redis is not answering on 127.0.0.1:6379")
+    return REDIS_URL
+
 
 def _rabbitmq_up() -> bool:
     try:

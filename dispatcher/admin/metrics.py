@@ -15,7 +15,7 @@ Labels never carry unbounded values: no event ids, subscription names, URLs or r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -135,6 +135,20 @@ class Metrics:
         )
         self._retries_family = retries
         self.retries = {tier: retries.labels(tier) for tier in RETRY_TIERS}
+        self._parked = Counter(
+            "dispatcher_deliveries_parked",
+            "Deliveries handed to a retry tier without a try, by target type and why "
+            "(circuit_open, target_busy, rate_limited).",
+            ["target_type", "why"],
+            registry=registry,
+        )
+        self.breakers = Gauge(
+            "dispatcher_circuit_breakers",
+            "Targets by the state of their circuit breaker (closed, open, half_open), and "
+            "targets disabled after failing too long (disabled).",
+            ["state"],
+            registry=registry,
+        )
         dead = Counter(
             "dispatcher_dead_letters",
             "Messages sent to the dead-letter queue, by reason.",
@@ -173,6 +187,19 @@ class Metrics:
         self._consumed_invalid.inc()
         self._invalid.inc()
         self.dead_letters["invalid_event"].inc()
+
+    def parked(self, target_type: str, why: str) -> None:
+        """A delivery went to a retry tier without a try (the config bounds both labels)."""
+        self._parked.labels(target_type, why).inc()
+
+    def watch_breakers(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Read the breakers' states at scrape time (wired by the App)."""
+
+        def reader(state: str) -> Callable[[], float]:
+            return lambda: counts().get(state, 0)
+
+        for state in ("closed", "open", "half_open", "disabled"):
+            self.breakers.labels(state).set_function(reader(state))
 
     def retry_scheduled(self, tier: str) -> None:
         """A delivery was handed to the durable tier of this delay (e.g. `10m`)."""

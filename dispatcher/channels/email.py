@@ -174,8 +174,10 @@ class EmailChannel:
         tls_context: ssl.SSLContext | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         idle_check_s: float = IDLE_CHECK_S,
+        rate: Rate | None = None,
     ) -> None:
         self._settings = settings
+        self._rate = rate
         self._render = render
         self._tls_context = tls_context
         self._clock = clock
@@ -195,7 +197,7 @@ class EmailChannel:
         return f"smtp:{self._server}"
 
     def default_rate(self, delivery: Delivery) -> Rate | None:
-        return None
+        return self._rate  # `smtp.rate_limit`: one limit for the whole server
 
     async def send(self, delivery: Delivery) -> SendResult:
         target = delivery.subscription.target

@@ -11,16 +11,19 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
 from dispatcher.admin.metrics import Metrics
 from dispatcher.channels.base import Channel, Delivery, SendFailed, SendOk, SendResult
+from dispatcher.delivery.isolation import Admission, Isolation, IsolationSettings
 from dispatcher.delivery.outcome import DeadLetter, Delivered, Outcome, RetryLater
 from dispatcher.delivery.ratelimit import LocalRateLimiter, RateLimiter
 from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.delivery.schedule import DEFAULT_MAX_AGE, DEFAULT_RETRY_DELAYS, Schedule
+from dispatcher.rates import Rate
 from dispatcher.subscriptions.models import Subscription
 
 log = structlog.get_logger(__name__)
@@ -56,9 +59,15 @@ class Deliverer:
         clock: Callable[[], float] = time.time,
         limiter: RateLimiter | None = None,
         max_hold_s: float = 30.0,
+        max_rate_wait_s: float = 30.0,
+        isolation: Isolation | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self._channels = channels
+        self._isolation = Isolation(IsolationSettings()) if isolation is None else isolation
+        self._max_rate_wait_s = max_rate_wait_s  # a longer wait for a target's turn: parked
+        breaker = self._isolation.breaker_settings
+        self._park_s = {Admission.PARK_OPEN: breaker.open_s, Admission.PARK_BUSY: 0.0}
         self._limiter = LocalRateLimiter() if limiter is None else limiter
         self._max_hold_s = max_hold_s  # the longest Retry-After a target's key is held back
         self._policy = policy
@@ -98,8 +107,22 @@ class Deliverer:
         # The first try runs bare: most deliveries succeed, and tenacity's bookkeeping or binding
         # the log context (about 6 µs) would cost more than the rest of the path. Its log lines
         # name the delivery themselves; from a failure on, the context is bound for every line.
+        key = channel.target_key(delivery)
+        admission = self._isolation.admit(key)
+        if admission is not Admission.TRY:
+            return self._held_back(delivery, admission.value, self._park_s[admission])
+        try:
+            return await self._try(
+                channel, delivery, _Target(key, self._rate_of(channel, delivery))
+            )
+        finally:
+            self._isolation.leave(key)
+
+    async def _try(self, channel: Channel, delivery: Delivery, target: _Target) -> Outcome:
         started_at = delivery.first_attempt_at or self._clock()
-        first = await self._send_once(channel, delivery, delivery.attempts + 1)
+        first = await self._send_once(channel, delivery, delivery.attempts + 1, target, first=True)
+        if first is None:  # the target's rate limit has a backlog longer than we hold
+            return self._held_back(delivery, "rate_limited", self._max_rate_wait_s)
         if isinstance(first, SendOk):
             return self._delivered(first, delivery.attempts + 1, delivery)
         with structlog.contextvars.bound_contextvars(**about(delivery)):
@@ -107,13 +130,18 @@ class Deliverer:
             result: SendResult = first
             tries = 1
             if policy.next_delay(1, first, 0.0) is not None:
-                result, tries = await self._retry(channel, delivery, first, policy)
+                result, tries = await self._retry(channel, delivery, first, policy, target)
             if isinstance(result, SendOk):
                 return self._delivered(result, delivery.attempts + tries, delivery)
             return self._failed(result, delivery.attempts + tries, delivery, started_at)
 
     async def _retry(
-        self, channel: Channel, delivery: Delivery, first: SendFailed, policy: RetryPolicy
+        self,
+        channel: Channel,
+        delivery: Delivery,
+        first: SendFailed,
+        policy: RetryPolicy,
+        target: _Target,
     ) -> tuple[SendResult, int]:
         """Tries 2..n, waiting as the policy says between them (tenacity counts from try 2)."""
         tries = 1
@@ -122,7 +150,9 @@ class Deliverer:
             nonlocal tries
             tries += 1
             self._retried.inc()
-            return await self._send_once(channel, delivery, delivery.attempts + tries)
+            result = await self._send_once(channel, delivery, delivery.attempts + tries, target)
+            assert result is not None  # only a first try is ever parked
+            return result
 
         def delay(state: RetryCallState) -> float | None:
             result = _result(state)
@@ -141,11 +171,23 @@ class Deliverer:
         result: SendResult = await retrying(attempt)
         return result, tries
 
-    async def _send_once(self, channel: Channel, delivery: Delivery, attempt: int) -> SendResult:
-        rate = channel.default_rate(delivery)
+    async def _send_once(
+        self,
+        channel: Channel,
+        delivery: Delivery,
+        attempt: int,
+        target: _Target,
+        *,
+        first: bool = False,
+    ) -> SendResult | None:
+        """One attempt in the target's turn; None (no attempt) when a first try would wait
+        longer for its turn than a delivery is held in process."""
+        rate = target.rate
         if rate is not None:  # the target's turn first: a limit, not a failure
-            key = channel.target_key(delivery)
-            wait_s = await self._limiter.reserve(key, rate, math.inf)
+            max_wait_s = self._max_rate_wait_s if first else math.inf
+            wait_s = await self._limiter.reserve(target.key, rate, max_wait_s)
+            if wait_s is None:
+                return None
             if wait_s:
                 self._metrics.target(delivery.subscription.target.type).rate_limit_waits.inc()
                 await self._sleep(wait_s)
@@ -158,10 +200,16 @@ class Deliverer:
             result = SendFailed(f"internal error in channel: {type(exc).__name__}", retryable=True)
         elapsed_s = time.perf_counter() - started
         self._metrics.target(delivery.subscription.target.type).attempt_seconds.observe(elapsed_s)
-        if isinstance(result, SendFailed):
+        if isinstance(result, SendOk):
+            self._isolation.record(target.key, elapsed_s, failed=False)
+        else:
+            # Down, overloaded or hanging counts against the target; an answer refusing this
+            # message, or asking for a pause (Retry-After), shows it is there.
+            failed = result.retryable and result.retry_after_s is None
+            self._isolation.record(target.key, elapsed_s, failed=failed)
             if rate is not None and result.retry_after_s is not None:  # the target said: quiet
                 hold_s = min(result.retry_after_s, self._max_hold_s)
-                await self._limiter.defer(channel.target_key(delivery), rate, hold_s)
+                await self._limiter.defer(target.key, rate, hold_s)
             elapsed_ms = round(elapsed_s * 1000, 1)
             log.warning(
                 "delivery attempt failed",
@@ -178,6 +226,31 @@ class Deliverer:
         if _stdlib_log.isEnabledFor(logging.DEBUG):  # skip building a line nobody reads
             log.debug("delivered", attempts=attempts, detail=result.detail, **about(delivery))
         return Delivered(attempts=attempts, detail=result.detail)
+
+    def _rate_of(self, channel: Channel, delivery: Delivery) -> Rate | None:
+        """The subscription's own `rate_limit`, else the channel's default for the target."""
+        own = delivery.subscription.rate
+        return own if own is not None else channel.default_rate(delivery)
+
+    def _held_back(self, delivery: Delivery, why: str, wait_s: float) -> Outcome:
+        """No try now: wait on a retry tier about `wait_s` long (not counted as a retry), unless
+        that passes the delivery's max age; a disabled target's deliveries are given up."""
+        now = self._clock()
+        first_at = delivery.first_attempt_at or now
+        target_type = delivery.subscription.target.type
+        if why == Admission.DISABLED.value:
+            self._dead_letters["target_disabled"].inc()
+            reason = "the target is disabled: it has failed for too long"
+            return DeadLetter(reason, delivery.attempts, "target_disabled", first_at, now)
+        schedule = self.schedule_of(delivery.subscription)
+        tier = schedule.park(wait_s, delivery.retries)
+        if now - first_at + tier.delay_s > schedule.max_age_s:
+            self._dead_letters["expired"].inc()
+            reason = delivery.last_error or f"held back ({why}) past its max age"
+            return DeadLetter(reason, delivery.attempts, "expired", first_at, now)
+        self._metrics.parked(target_type, why)
+        reason = delivery.last_error or f"held back: {why}"
+        return RetryLater(tier.delay_s, reason, delivery.attempts, tier.retries, first_at)
 
     def _failed(
         self, result: SendFailed, attempts: int, delivery: Delivery, first_at: float
@@ -212,6 +285,14 @@ class Deliverer:
                 self._schedules.clear()
             cached = self._schedules[id(subscription)] = (subscription, schedule)
         return cached[1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The delivery's target as limits see it: its key and its rate (None: no limit)."""
+
+    key: str
+    rate: Rate | None
 
 
 def _result(state: RetryCallState) -> SendResult | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from dispatcher.durations import parse_duration
+from dispatcher.rates import Rate
 
 #: Resources and actions of the seeds' event names, and the synonyms they use for actions.
 RESOURCES = frozenset(
@@ -258,6 +260,12 @@ def check_duration(text: str) -> str:
     return text
 
 
+def check_rate(rate: str | None) -> str | None:
+    if rate is not None:
+        Rate.parse(rate)
+    return rate
+
+
 def check_delays(delays: list[str]) -> list[str]:
     for delay in delays:
         parse_duration(delay)
@@ -292,6 +300,17 @@ class Subscription(_Model):
     target: Target
     template: Templates | None = None
     retry: RetrySchedule | None = None
+    #: this target's own pace, e.g. "5/s" or "300/min" (a generic webhook has none by default)
+    rate_limit: str | None = None
+    #: deliveries that may go at once after a quiet spell, with `rate_limit`
+    burst: int = Field(default=1, ge=1, le=1000)
+
+    _rate_limit = field_validator("rate_limit")(check_rate)
+
+    @functools.cached_property
+    def rate(self) -> Rate | None:
+        """`rate_limit` and `burst` as a Rate (None: the target's default applies)."""
+        return None if self.rate_limit is None else Rate.parse(self.rate_limit, self.burst)
 
     @field_validator("name")
     @classmethod

@@ -102,7 +102,11 @@ async def test_slack_webhook_and_email_targets_deliver_through_the_daemon(
             "list_id_domain": "lists.example.com",
         }
         config = write_config(
-            tmp_path / "c.yaml", names, subscriptions, slack={"api_url": api.api_url}, smtp=smtp
+            tmp_path / "c.yaml",
+            names,
+            subscriptions,
+            slack={"api_url": api.api_url, "burst": 1},
+            smtp=smtp,
         )
         many = {f"key_{i:02d}": f"value {i}" for i in range(80)}  # more than Slack's limits hold
         events = [

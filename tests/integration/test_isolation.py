@@ -1,0 +1,179 @@
+"""One bad target never holds up the others, through the real daemon and broker: a hanging
+receiver beside a healthy one, a flooded Slack channel beside a webhook, and one Slack
+channel's limit held across three processes sharing Redis (one of them killed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiormq
+import pytest
+from aiohttp import web
+
+from dispatcher.events import new_event
+from tests.integration.observe import DaemonProcess
+from tests.integration.slack_standin import SlackApiStandin
+from tests.support import (
+    BrokerNames,
+    Sink,
+    publish_events,
+    queue_depth,
+    running,
+    settled,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "xoxb-isolation-T0KEN"
+
+
+@pytest.fixture
+async def hanging() -> AsyncIterator[str]:
+    """A receiver that takes requests and never answers (until the test ends)."""
+    release = asyncio.Event()
+    seen: list[int] = []
+
+    async def hang(_request: web.Request) -> web.Response:
+        seen.append(1)
+        await release.wait()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hang)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/hang"
+    release.set()
+    await runner.cleanup()
+
+
+async def test_a_hanging_receiver_does_not_hold_up_a_healthy_one(
+    tmp_path: Path,
+    names: BrokerNames,
+    sink: Sink,
+    hanging: str,
+    amqp: aiormq.abc.AbstractChannel,
+) -> None:
+    subscriptions = [
+        {"name": "healthy", "events": ["*"], "target": {"type": "webhook", "url": sink.url("/ok")}},
+        {
+            "name": "hangs",
+            "events": ["*"],
+            "target": {"type": "webhook", "url": hanging, "timeout_s": 1},
+        },
+    ]
+    config = write_config(
+        tmp_path / "c.yaml", names, subscriptions, delivery={"retry_delays": ["1m"]}
+    )
+    events = [new_event("deployment.started", "test", app=f"a{n}") for n in range(1000)]
+    async with running(config) as app:
+        await publish_events(amqp, names, events)
+        await sink.wait_for(1000, timeout_s=60)
+        await settled(app, 1000)
+        tried = app.metrics.registry.get_sample_value(
+            "dispatcher_delivery_attempt_seconds_count", {"target_type": "webhook"}
+        )
+        parked = sum(
+            app.metrics.registry.get_sample_value(
+                "dispatcher_deliveries_parked_total", {"target_type": "webhook", "why": why}
+            )
+            or 0
+            for why in ("circuit_open", "target_busy")
+        )
+        breakers = app.isolation.states()
+    assert len({r.json["id"] for r in sink.at("/ok")}) == 1000
+    assert breakers["open"] == 1  # the hanging target's circuit
+    assert tried is not None
+    # Each delivery to the hanging target was tried once (a timeout goes to the tier at once),
+    # or, once its circuit opened or its in-flight cap was reached, parked on the tier without
+    # a try: the hanging target held at most a share of the prefetch, never all of it.
+    assert (tried - 1000) + parked == 1000
+    assert parked >= 500
+    assert await queue_depth(amqp, f"{names.queue}.retry.1m") == 1000
+    assert await queue_depth(amqp, names.dead_letter_queue) == 0
+
+
+async def test_a_flooded_slack_channel_waits_on_the_tiers_while_a_webhook_flows(
+    tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    async with SlackApiStandin(
+        tokens=[TOKEN], channels=["deploys"], per_channel_s=0.5
+    ) as api:  # stricter pace than ours
+        subscriptions = [
+            {"name": "hook", "events": ["*"], "target": {"type": "webhook", "url": sink.url("/h")}},
+            {
+                "name": "flood",
+                "events": ["*"],
+                "target": {"type": "slack", "token": TOKEN, "channel": "#deploys"},
+            },
+        ]
+        config = write_config(
+            tmp_path / "c.yaml",
+            names,
+            subscriptions,
+            slack={"api_url": api.api_url, "rate_limit": "1/s", "burst": 1},
+            delivery={"max_rate_wait_s": 1.0, "retry_delays": ["2s", "2s", "2s", "2s"]},
+        )
+        events = [new_event("deployment.failed", "test", app=f"a{n}") for n in range(12)]
+        async with running(config) as app:
+            await publish_events(amqp, names, events)
+            await sink.wait_for(12, timeout_s=15)
+            assert len(api.posts) < 12  # the webhook did not wait for Slack's pace
+            await api.wait_for_posts(12, timeout_s=60)
+            parked = app.metrics.registry.get_sample_value(
+                "dispatcher_deliveries_parked_total",
+                {"target_type": "slack", "why": "rate_limited"},
+            )
+    assert parked is not None
+    assert parked > 0  # the backlog waited on a tier, not in memory
+    assert len(api.received) - len(api.posts) == 0  # paced: Slack refused none
+    assert len({p.text for p in api.posts}) == 12
+    assert await queue_depth(amqp, names.dead_letter_queue) == 0
+
+
+async def test_three_processes_share_one_slack_channels_limit_through_redis(
+    tmp_path: Path, names: BrokerNames, redis_url: str, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    # Slack takes about one post a second per channel; the stand-in refuses a post that comes
+    # within 0.9 s of the last one it took (a little tolerance, as a real server's clock has).
+    async with SlackApiStandin(tokens=[TOKEN], channels=["deploys"], per_channel_s=0.9) as api:
+        subscriptions = [
+            {
+                "name": "deploys",
+                "events": ["*"],
+                "target": {"type": "slack", "token": TOKEN, "channel": "#deploys"},
+            }
+        ]
+        config = write_config(
+            tmp_path / "c.yaml",
+            names,
+            subscriptions,
+            slack={"api_url": api.api_url, "burst": 1},  # the stand-in allows no burst
+            rate_limits={"redis_url": redis_url},
+            delivery={"max_rate_wait_s": 30, "retry_delays": ["2s"] * 5},
+        )
+        daemons = [DaemonProcess.run(config) for _ in range(3)]
+        for daemon in daemons:
+            await daemon.start()
+        try:
+            for daemon in daemons:
+                await daemon.logged("consuming")
+            events: list[dict[str, Any]] = [
+                new_event("deployment.succeeded", "test", app=f"a{n}") for n in range(10)
+            ]
+            await publish_events(amqp, names, events)
+            await api.wait_for_posts(2, timeout_s=15)
+            await daemons[0].kill()  # its events go back to the queue; the others take them
+            await api.wait_for_posts(10, timeout_s=60)
+        finally:
+            codes = [await daemon.stop() for daemon in daemons[1:]]
+            await daemons[0].kill()
+        assert codes == [0, 0]
+        refused = len(api.received) - len(api.posts)
+    assert refused <= 3, f"{refused} posts answered 429"
+    assert len({p.text for p in api.posts}) == 10  # every event, once or more (at least once)

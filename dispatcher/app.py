@@ -50,11 +50,11 @@ log = structlog.get_logger(__name__)
 
 def secrets_of(settings: Settings) -> Iterator[str]:
     """Every secret value in the settings, for the log redactor."""
-    url = settings.broker.url.get_secret_value()
-    yield url
-    password = urlsplit(url).password
-    if password:
-        yield password
+    for url in settings.broker.all_urls:
+        yield url
+        password = urlsplit(url).password
+        if password:
+            yield password
     if settings.smtp is not None and settings.smtp.password is not None:
         yield settings.smtp.password.get_secret_value()
     for sub in settings.subscriptions:

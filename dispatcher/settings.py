@@ -44,8 +44,22 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def _check_amqp_url(url: SecretStr) -> SecretStr:
+    parts = urlsplit(url.get_secret_value())
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise ValueError("must be an amqp:// or amqps:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - reading it is the check: it raises on a bad port
+    except ValueError:
+        raise ValueError("the port must be a number from 0 to 65535") from None
+    return url
+
+
 class BrokerSettings(_Section):
+    #: one URL, or a list: the nodes of a RabbitMQ cluster, tried in turn (`url` is then the
+    #: first, `urls` all of them)
     url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    urls: list[SecretStr] = Field(default_factory=list, max_length=32)
     exchange: str = Field(default="events", pattern=_AMQP_NAME)
     queue: str = Field(default="dispatcher.events", pattern=_AMQP_NAME)
     dead_letter_queue: str = Field(default="dispatcher.dead", pattern=_AMQP_NAME)
@@ -61,17 +75,36 @@ class BrokerSettings(_Section):
     reconnect_initial_delay_s: float = Field(default=0.5, gt=0)
     reconnect_max_delay_s: float = Field(default=30.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _url_list(cls, data: object) -> object:
+        """`url: [a, b, c]` is `url: a` and `urls: [a, b, c]`."""
+        if isinstance(data, dict) and isinstance(data.get("url"), list):
+            urls = data["url"]
+            for number, url in enumerate(urls, start=1):
+                try:
+                    _check_amqp_url(url if isinstance(url, SecretStr) else SecretStr(str(url)))
+                except ValueError as exc:
+                    raise ValueError(f"url, item {number}: {exc}") from None
+            if not urls:
+                raise ValueError("url: an empty list; give at least one amqp:// URL")
+            data = {**data, "urls": urls, "url": urls[0]}
+        return data
+
     @field_validator("url")
     @classmethod
     def _amqp_url(cls, url: SecretStr) -> SecretStr:
-        parts = urlsplit(url.get_secret_value())
-        if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-            raise ValueError("must be an amqp:// or amqps:// URL with a host")
-        try:
-            parts.port  # noqa: B018 - reading it is the check: it raises on a bad port
-        except ValueError:
-            raise ValueError("the port must be a number from 0 to 65535") from None
-        return url
+        return _check_amqp_url(url)
+
+    @field_validator("urls")
+    @classmethod
+    def _amqp_urls(cls, urls: list[SecretStr]) -> list[SecretStr]:
+        return [_check_amqp_url(url) for url in urls]
+
+    @property
+    def all_urls(self) -> list[str]:
+        """Every node to try, in order (one unless `url` was a list)."""
+        return [u.get_secret_value() for u in self.urls] or [self.url.get_secret_value()]
 
     @property
     def dead_exchange(self) -> str:

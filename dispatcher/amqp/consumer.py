@@ -28,7 +28,7 @@ from dispatcher.amqp.messages import Messages, Outgoing
 from dispatcher.amqp.topology import Topology, declare, declare_queue
 from dispatcher.errors import BrokerError, PublishError
 from dispatcher.pipeline import Incoming, Verdict
-from dispatcher.settings import BrokerSettings
+from dispatcher.settings import BrokerSettings, redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -74,6 +74,8 @@ class Consumer:
         self._messages = messages
         self._topology = topology
         self._declared: set[str] = set()  # queues declared in this session
+        self._node_index = 0  # of broker.all_urls: the node to try first
+        self.node = broker.safe_url  # the node connected to (password hidden)
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
         self._publisher: AbstractChannel | None = None
@@ -108,8 +110,10 @@ class Consumer:
                     "broker connection lost",
                     error=f"{type(exc).__name__}: {exc}",
                     retry_in_s=round(delay, 2),
-                    broker=self._broker.safe_url,
+                    broker=self.node,
                 )
+                if self._consumed_once:  # that node went away: the next one is tried first
+                    self._node_index += 1
             except Exception:  # whatever else broke the session, the daemon carries on
                 log.exception("broker session failed", retry_in_s=round(delay, 2))
             else:
@@ -121,16 +125,36 @@ class Consumer:
             delay = min(delay * 2, self._broker.reconnect_max_delay_s)
             self.reconnects += 1
 
+    async def _connect(self) -> AbstractConnection:
+        """A connection to the first node that answers, from the one last used (a cluster's
+        nodes, `broker.url` as a list, are tried in turn); the last failure if none does."""
+        urls = self._broker.all_urls
+        failure: BaseException | None = None
+        for offset in range(len(urls)):
+            index = (self._node_index + offset) % len(urls)
+            url = URL(urls[index])
+            if "heartbeat" not in url.query:
+                url = url.update_query(heartbeat=self._broker.heartbeat_s)
+            try:
+                connection = await asyncio.wait_for(
+                    aiormq.connect(
+                        url, client_properties={"connection_name": self._broker.connection_name}
+                    ),
+                    self._broker.connect_timeout_s,
+                )
+            except CONNECTION_ERRORS as exc:
+                failure = exc
+                if len(urls) > 1:
+                    log.info("broker node not answering", broker=redact_url(urls[index]))
+                continue
+            self._node_index = index
+            self.node = redact_url(urls[index])
+            return connection
+        assert failure is not None
+        raise failure
+
     async def _session(self, shutdown_timeout_s: float) -> None:
-        url = URL(self._broker.url.get_secret_value())
-        if "heartbeat" not in url.query:
-            url = url.update_query(heartbeat=self._broker.heartbeat_s)
-        connection = await asyncio.wait_for(
-            aiormq.connect(
-                url, client_properties={"connection_name": self._broker.connection_name}
-            ),
-            self._broker.connect_timeout_s,
-        )
+        connection = await self._connect()
         try:
             self._publisher = await connection.channel(publisher_confirms=True)
             await declare(self._publisher, self._topology)
@@ -152,7 +176,7 @@ class Consumer:
                 sub.tag = ok.consumer_tag or ""
             self.connected.set()
             self._consumed_once = True
-            log.info("consuming", queues=list(self._handlers), broker=self._broker.safe_url)
+            log.info("consuming", queues=list(self._handlers), broker=self.node)
             await self._wait_for_end(connection, cancelled)
             if self._stop.is_set():
                 await self._drain(shutdown_timeout_s)

@@ -79,7 +79,8 @@ async def target_down(ctx: Context, events: int, seconds: float) -> Figure:
         await ctx.broker.delete(names)
     stats = await ctx.receiver.stats()
     # Every event either waits in the queue still, or went to the healthy target while its
-    # delivery to the dead one waits on a retry tier (or, past its tries, the parking lot): nothing is lost, and nothing piles up in memory.
+    # delivery to the dead one waits on a retry tier (or, past its tries, the parking lot):
+    # nothing is lost, and nothing piles up in memory.
     accounted = left + waiting + dead >= events and stats["count"] >= waiting + dead
     note = (
         f"{seconds:g} s with {events:,} queued: peak {half_mb:.1f} MB at half time; "

@@ -17,13 +17,23 @@ from pathlib import Path
 import aiormq
 import orjson
 
-from benchmarks import latency, matching, memory, throughput
+from benchmarks import isolation, latency, matching, memory, throughput
 from benchmarks.broker import Broker
 from benchmarks.processes import BenchmarkError, Receiver
 from benchmarks.report import Figure, machine, render, write
 from dispatcher.cli import run_async
 
-PHASES = ("ceiling", "throughput", "latency", "memory", "matching", "baseline")
+PHASES = (
+    "ceiling",
+    "throughput",
+    "latency",
+    "memory",
+    "matching",
+    "baseline",
+    "isolation.hang",
+    "isolation.fail503",
+)
+GROUPS = {"isolation": {"isolation.hang", "isolation.fail503"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,9 @@ class Sizes:
     baseline_events: int = 2_000
     matching_events: int = 2_000
     matching_rounds: int = 30
+    isolation_events: int = 1_000
+    isolation_rate_per_s: float = 200
+    isolation_s: float = 10
     timeout_s: float = 180
 
 
@@ -51,6 +64,9 @@ QUICK = Sizes(
     baseline_events=100,
     matching_events=100,
     matching_rounds=2,
+    isolation_events=100,
+    isolation_rate_per_s=100,
+    isolation_s=1,
     timeout_s=60,
 )
 
@@ -97,6 +113,10 @@ async def run_once(ctx: throughput.Context, sizes: Sizes, phases: set[str]) -> l
     await phase("memory", memory_phase)
     await phase("matching", matching_phase)
     await phase("baseline", baseline)
+    load = isolation.Load(sizes.isolation_events, sizes.isolation_rate_per_s, sizes.isolation_s)
+    fine = isolation.Baseline(ctx, load)  # both targets fine: measured once, for both phases
+    await phase("isolation.hang", lambda: isolation.beside(ctx, "hang", load, fine))
+    await phase("isolation.fail503", lambda: isolation.beside(ctx, "fail503", load, fine))
     return figures
 
 
@@ -118,13 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few hundred events per phase")
     parser.add_argument("--repeat", type=int, default=1, help="runs; the table shows the spread")
     parser.add_argument("--events", type=int, help="events for the throughput phases")
-    parser.add_argument("--only", help=f"comma-separated phases among {','.join(PHASES)}")
+    parser.add_argument(
+        "--only", help=f"comma-separated phases among {','.join(PHASES)} (isolation: both)"
+    )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     if args.events:
         sizes = replace(sizes, events=args.events, fanout_events=max(1, args.events // 10))
     phases = set(args.only.split(",")) if args.only else set(PHASES)
+    for group in GROUPS.keys() & phases:
+        phases = (phases - {group}) | GROUPS[group]
     if unknown := phases - set(PHASES):
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     mode = "quick" if args.quick else "full"

@@ -30,6 +30,14 @@ ROWS = (
     "matching: 10,000 subscriptions",
     "matching: 10,000 : 10 subscriptions",
     "for comparison: kombu consumer + requests.post",
+    "isolation: healthy target beside a fine one, 100 events",
+    "isolation: healthy target p99 at 100 events/s for 1 s, second target fine",
+    "isolation: healthy target beside a hanging one (timeout 1 s), 100 events",
+    "isolation: healthy target p99 at 100 events/s for 1 s, second target hanging",
+    "isolation: healthy target p99, hanging / fine",
+    "isolation: healthy target beside one answering 503, 100 events",
+    "isolation: healthy target p99 at 100 events/s for 1 s, second target answering 503",
+    "isolation: healthy target p99, answering 503 / fine",
 )
 
 

@@ -45,8 +45,8 @@ CONNECTION_ERRORS = (
 )
 
 
-@dataclass(slots=True)
-class _Subscription:
+@dataclass(slots=True, eq=False)  # compared by identity: `in self._consuming` per message
+class _Consuming:
     """One queue consumed in this session: its channel, acks and consumer tag."""
 
     queue: str
@@ -79,7 +79,7 @@ class Consumer:
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[object]] = set()
         self._publisher: AbstractChannel | None = None
-        self._consuming: list[_Subscription] = []  # this session's, one per queue
+        self._consuming: list[_Consuming] = []  # this session's, one per queue
         self._unroutable: asyncio.Future[None] | None = None
         self.connected = asyncio.Event()  # set while consuming
         self.reconnects = 0
@@ -170,7 +170,7 @@ class Consumer:
                 channel = await connection.channel(publisher_confirms=False)
                 await channel.basic_qos(prefetch_count=self._broker.prefetch)
                 channel.on_consumer_cancel_callbacks.add(on_cancel)
-                sub = _Subscription(queue, handler, channel, Acker(channel, batch=self._batch))
+                sub = _Consuming(queue, handler, channel, Acker(channel, batch=self._batch))
                 self._consuming.append(sub)
                 ok = await channel.basic_consume(queue, self._consumer_for(sub), no_ack=False)
                 sub.tag = ok.consumer_tag or ""
@@ -251,7 +251,7 @@ class Consumer:
             await asyncio.wait(tasks, timeout=5)
 
     def _consumer_for(
-        self, sub: _Subscription
+        self, sub: _Consuming
     ) -> Callable[[DeliveredMessage], Coroutine[Any, Any, None]]:
         async def on_message(message: DeliveredMessage) -> None:
             acker, tag = sub.acker, message.delivery_tag

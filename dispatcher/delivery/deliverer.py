@@ -79,7 +79,6 @@ class Deliverer:
         self._metrics = metrics = metrics or Metrics(process=False)
         self._dead_letters = metrics.dead_letters
         self._retried = metrics.retries["inprocess"]
-        self._schedules: dict[int, tuple[Subscription, Schedule]] = {}
         self.in_flight = 0  # deliveries started and not ended (read by metrics and STATUS=)
 
     async def deliver(self, delivery: Delivery) -> Outcome:
@@ -276,15 +275,8 @@ class Deliverer:
         """The subscription's retry schedule: the default with its own `retry:` applied."""
         if subscription.retry is None:
             return self._schedule
-        cached = self._schedules.get(id(subscription))
-        if cached is None or cached[0] is not subscription:  # ids are reused once one is gone
-            schedule = self._schedule.override(
-                subscription.retry.delays, subscription.retry.max_age
-            )
-            if len(self._schedules) > 4096:
-                self._schedules.clear()
-            cached = self._schedules[id(subscription)] = (subscription, schedule)
-        return cached[1]
+        # Worked out on failures only (a few duration parses): not worth a cache.
+        return self._schedule.override(subscription.retry.delays, subscription.retry.max_age)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,12 @@ pytestmark = pytest.mark.integration
 TOKEN = "xoxb-isolation-T0KEN"
 
 
+def to_deploys(name: str) -> dict[str, Any]:
+    """A subscription to every event, posting to the stand-in's #deploys with the bot token."""
+    target = {"type": "slack", "token": TOKEN, "channel": "#deploys"}
+    return {"name": name, "events": ["*"], "target": target}
+
+
 @pytest.fixture
 async def hanging() -> AsyncIterator[str]:
     """A receiver that takes requests and never answers (until the test ends)."""
@@ -101,17 +107,14 @@ async def test_a_hanging_receiver_does_not_hold_up_a_healthy_one(
 async def test_a_flooded_slack_channel_waits_on_the_tiers_while_a_webhook_flows(
     tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
 ) -> None:
-    async with SlackApiStandin(
-        tokens=[TOKEN], channels=["deploys"], per_channel_s=0.5
-    ) as api:  # stricter pace than ours
-        subscriptions = [
-            {"name": "hook", "events": ["*"], "target": {"type": "webhook", "url": sink.url("/h")}},
-            {
-                "name": "flood",
-                "events": ["*"],
-                "target": {"type": "slack", "token": TOKEN, "channel": "#deploys"},
-            },
-        ]
+    # The stand-in refuses a second post within 0.5 s; the daemon paces #deploys at 1/s.
+    async with SlackApiStandin(tokens=[TOKEN], channels=["deploys"], per_channel_s=0.5) as api:
+        hook = {
+            "name": "hook",
+            "events": ["*"],
+            "target": {"type": "webhook", "url": sink.url("/h")},
+        }
+        subscriptions = [hook, to_deploys("flood")]
         config = write_config(
             tmp_path / "c.yaml",
             names,
@@ -142,13 +145,7 @@ async def test_three_processes_share_one_slack_channels_limit_through_redis(
     # Slack takes about one post a second per channel; the stand-in refuses a post that comes
     # within 0.9 s of the last one it took (a little tolerance, as a real server's clock has).
     async with SlackApiStandin(tokens=[TOKEN], channels=["deploys"], per_channel_s=0.9) as api:
-        subscriptions = [
-            {
-                "name": "deploys",
-                "events": ["*"],
-                "target": {"type": "slack", "token": TOKEN, "channel": "#deploys"},
-            }
-        ]
+        subscriptions = [to_deploys("deploys")]
         config = write_config(
             tmp_path / "c.yaml",
             names,

@@ -67,7 +67,11 @@ class Deliverer:
         self._isolation = Isolation(IsolationSettings()) if isolation is None else isolation
         self._max_rate_wait_s = max_rate_wait_s  # a longer wait for a target's turn: parked
         breaker = self._isolation.breaker_settings
-        self._park_s = {Admission.PARK_OPEN: breaker.open_s, Admission.PARK_BUSY: 0.0}
+        self._park_s = {
+            Admission.PARK_OPEN: breaker.open_s,
+            Admission.PARK_BUSY: 0.0,
+            Admission.DISABLED: 0.0,  # not parked: dead-lettered
+        }
         self._limiter = LocalRateLimiter() if limiter is None else limiter
         self._max_hold_s = max_hold_s  # the longest Retry-After a target's key is held back
         self._policy = policy

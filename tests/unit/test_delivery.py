@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult
+from dispatcher.delivery.breaker import BreakerSettings
 from dispatcher.delivery.deliverer import Deliverer
+from dispatcher.delivery.isolation import Isolation, IsolationSettings
 from dispatcher.delivery.outcome import DeadLetter, Delivered, RetryLater
 from dispatcher.delivery.retry import RetryPolicy, compute_backoff
 from dispatcher.delivery.schedule import Schedule
@@ -88,6 +90,7 @@ async def _deliver(
     attempts: int = 3,
     delivery: Delivery | None = None,
     schedule: Schedule = TWO_TIERS,
+    isolation: Isolation | None = None,
 ) -> tuple[object, list[float]]:
     slept: list[float] = []
 
@@ -101,6 +104,7 @@ async def _deliver(
         sleep=sleep,
         jitter=lambda: 1.0,
         clock=lambda: NOW,
+        isolation=isolation,
     )
     return await deliverer.deliver(delivery or _delivery()), slept
 
@@ -188,3 +192,22 @@ async def test_a_channel_that_raises_is_retried_then_waits_on_a_tier() -> None:
     assert isinstance(outcome, RetryLater)
     assert outcome.reason == "internal error in channel: RuntimeError"
     assert outcome.attempts == 2
+
+
+async def test_an_open_circuit_parks_and_a_disabled_target_dead_letters_without_a_try() -> None:
+    monotonic = [0.0]
+    breaker = BreakerSettings(min_attempts=2, failure_ratio=0.5, open_s=3600.0, max_open_s=3600.0)
+    settings = IsolationSettings(breaker=breaker, disable_after_s=60.0)
+    guard = Isolation(settings, clock=lambda: monotonic[0])
+    channel = RecordingChannel([RETRYABLE, RETRYABLE])
+    for _ in range(2):
+        outcome, _ = await _deliver(channel, attempts=1, isolation=guard)
+        assert isinstance(outcome, RetryLater)
+    parked, _ = await _deliver(channel, attempts=1, isolation=guard)
+    assert isinstance(parked, RetryLater)
+    assert (parked.attempts, parked.reason) == (0, "held back: circuit_open")
+    monotonic[0] += 61.0  # failing past disable_after; the breaker holds no probe for an hour
+    disabled, _ = await _deliver(channel, attempts=1, isolation=guard)
+    assert isinstance(disabled, DeadLetter)
+    assert (disabled.code, disabled.attempts) == ("target_disabled", 0)
+    assert len(channel.sent) == 2  # neither the parked nor the disabled delivery was tried

@@ -21,9 +21,9 @@ import aiormq
 import structlog
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
-from yarl import URL
 
 from dispatcher.amqp.acks import Acker
+from dispatcher.amqp.connection import CONNECTION_ERRORS, connect_node
 from dispatcher.amqp.messages import Messages, Outgoing
 from dispatcher.amqp.topology import Topology, declare, declare_queue
 from dispatcher.errors import BrokerError, PublishError
@@ -33,16 +33,6 @@ from dispatcher.settings import BrokerSettings, redact_url
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Incoming], Awaitable[Verdict]]
-
-#: failures of the connection that mean "reconnect and carry on"
-CONNECTION_ERRORS = (
-    aiormq.exceptions.AMQPConnectionError,
-    aiormq.exceptions.ChannelClosed,
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
 
 
 @dataclass(slots=True, eq=False)  # compared by identity: `in self._consuming` per message
@@ -128,30 +118,11 @@ class Consumer:
     async def _connect(self) -> AbstractConnection:
         """A connection to the first node that answers, from the one last used (a cluster's
         nodes, `broker.url` as a list, are tried in turn); the last failure if none does."""
-        urls = self._broker.all_urls
-        failure: BaseException | None = None
-        for offset in range(len(urls)):
-            index = (self._node_index + offset) % len(urls)
-            url = URL(urls[index])
-            if "heartbeat" not in url.query:
-                url = url.update_query(heartbeat=self._broker.heartbeat_s)
-            try:
-                connection = await asyncio.wait_for(
-                    aiormq.connect(
-                        url, client_properties={"connection_name": self._broker.connection_name}
-                    ),
-                    self._broker.connect_timeout_s,
-                )
-            except CONNECTION_ERRORS as exc:
-                failure = exc
-                if len(urls) > 1:
-                    log.info("broker node not answering", broker=redact_url(urls[index]))
-                continue
-            self._node_index = index
-            self.node = redact_url(urls[index])
-            return connection
-        assert failure is not None
-        raise failure
+        connection, self._node_index = await connect_node(
+            self._broker, name=self._broker.connection_name, first=self._node_index
+        )
+        self.node = redact_url(self._broker.all_urls[self._node_index])
+        return connection
 
     async def _session(self, shutdown_timeout_s: float) -> None:
         connection = await self._connect()

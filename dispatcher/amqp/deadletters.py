@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiormq
 import orjson
@@ -27,6 +26,7 @@ from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.commands import Basic
 
 from dispatcher.amqp import headers as h
+from dispatcher.amqp.connection import BROKER_FAILURES, open_connection, why
 from dispatcher.amqp.topology import declare, topology
 from dispatcher.errors import BrokerError
 from dispatcher.settings import BrokerSettings
@@ -45,13 +45,6 @@ BROKER_HEADERS = frozenset(
 OP_TIMEOUT_S = 30.0
 #: replacements published before waiting for their confirms (acks still go in queue order)
 PUBLISH_WINDOW = 100
-_BROKER_FAILURES = (
-    aiormq.exceptions.AMQPError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
 
 
 def plain(value: Any) -> Any:
@@ -378,15 +371,7 @@ async def opened(
     returns to it at the end. `declare_topology` first declares dispatcher's queues (replay
     needs them). Any broker failure, here or in the body, is a `BrokerError` without the
     password."""
-    url = broker.url.get_secret_value()
-    try:
-        async with asyncio.timeout(broker.connect_timeout_s):
-            connection = await aiormq.connect(
-                url, client_properties={"connection_name": f"{broker.connection_name}-dead-letters"}
-            )
-    except _BROKER_FAILURES as exc:
-        why = _why(exc, broker)
-        raise BrokerError(f"cannot reach the broker at {broker.safe_url}: {why}") from None
+    connection = await open_connection(broker, name=f"{broker.connection_name}-dead-letters")
     try:
         if declare_topology:
             setup = await connection.channel()
@@ -403,19 +388,9 @@ async def opened(
             channel = await connection.channel(publisher_confirms=True)
         yield DeadLetterQueue(broker, channel, depth)
         await asyncio.wait_for(channel.close(), OP_TIMEOUT_S)  # not a nack: see the docstring
-    except _BROKER_FAILURES as exc:
+    except BROKER_FAILURES as exc:
         where = f"the dead-letter queue {broker.dead_letter_queue!r} at {broker.safe_url}"
-        raise BrokerError(f"{where}: {_why(exc, broker)}") from None
+        raise BrokerError(f"{where}: {why(exc, broker)}") from None
     finally:
-        with contextlib.suppress(*_BROKER_FAILURES):
+        with contextlib.suppress(*BROKER_FAILURES):
             await asyncio.wait_for(connection.close(), 5)
-
-
-def _why(exc: BaseException, broker: BrokerSettings) -> str:
-    """The exception as text, with the URL redacted and the password nowhere."""
-    url = broker.url.get_secret_value()
-    text = f"{type(exc).__name__}: {exc}".replace(url, "\0")
-    password = urlsplit(url).password
-    if password:
-        text = text.replace(password, "***")
-    return text.replace("\0", broker.safe_url)

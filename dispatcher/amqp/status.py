@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import aiormq
 
-from dispatcher.amqp.consumer import CONNECTION_ERRORS
+from dispatcher.amqp.connection import BROKER_FAILURES, open_connection
 from dispatcher.amqp.topology import topology
-from dispatcher.errors import BrokerError
 from dispatcher.settings import BrokerSettings
 
 
@@ -44,19 +43,11 @@ def role_of(name: str, broker: BrokerSettings) -> str:
 
 async def queue_status(broker: BrokerSettings, tiers_s: Iterable[float] = ()) -> list[QueueStatus]:
     """One row per queue of the topology; BrokerError when the broker cannot be reached."""
-    url = broker.url.get_secret_value()
-    try:
-        connection = await asyncio.wait_for(
-            aiormq.connect(url, client_properties={"connection_name": "dispatcher-status"}),
-            broker.connect_timeout_s,
-        )
-    except (*CONNECTION_ERRORS, aiormq.exceptions.AMQPError) as exc:
-        why = f"{type(exc).__name__}: {exc}".replace(url, broker.safe_url)
-        raise BrokerError(f"cannot reach the broker at {broker.safe_url}: {why}") from None
+    connection = await open_connection(broker, name="dispatcher-status")
     try:
         return [await _one(connection, q.name, broker) for q in topology(broker, tiers_s).queues]
     finally:
-        with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+        with contextlib.suppress(*BROKER_FAILURES):
             await asyncio.wait_for(connection.close(), 5)
 
 
@@ -68,7 +59,7 @@ async def _one(
         ok = await channel.queue_declare(name, passive=True)
     except aiormq.exceptions.ChannelNotFoundEntity:
         return QueueStatus(name, role_of(name, broker), None, None)
-    with contextlib.suppress(*CONNECTION_ERRORS, aiormq.exceptions.AMQPError):
+    with contextlib.suppress(*BROKER_FAILURES):
         await channel.close()
     return QueueStatus(name, role_of(name, broker), ok.message_count or 0, ok.consumer_count or 0)
 

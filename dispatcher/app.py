@@ -15,6 +15,7 @@ import structlog
 
 from dispatcher.admin.http import HttpServer, Readiness, admin_app, metrics_app
 from dispatcher.admin.metrics import Metrics
+from dispatcher.amqp import control
 from dispatcher.amqp.consumer import Consumer
 from dispatcher.amqp.messages import Messages, read_resume
 from dispatcher.amqp.topology import topology
@@ -184,6 +185,7 @@ class App:
             },
             self.messages,
             topology(settings.broker, tiers_of(settings)),
+            on_control=self.on_control,
         )
         self.servers = self._servers()
         self._watch_metrics()
@@ -191,6 +193,16 @@ class App:
     async def _resume(self, incoming: Incoming) -> Verdict:
         """A message of the deliveries queue: one delivery back from a tier or a replay."""
         return await self.pipeline.resume(incoming, read_resume(incoming.headers))
+
+    def on_control(self, body: bytes) -> None:
+        """An operator's command (`dispatcher.amqp.control`), heard by every running process."""
+        command = control.decode(body)
+        if isinstance(command, str):
+            log.warning("control message ignored", why=command)
+        elif self.isolation.enable(command.target):
+            log.warning("target enabled again by an operator", target=command.target)
+        else:
+            log.info("target enable asked; it was neither disabled nor open", target=command.target)
 
     def _servers(self) -> list[HttpServer]:
         """The admin server and the metrics-only server, as configured (either may be off)."""

@@ -1,5 +1,5 @@
-"""The `dispatcher` command: run, check-config, publish, test-target, render, status, health,
-dead-letters."""
+"""The `dispatcher` command: run, check-config, publish, test-target, targets, render, status,
+health, dead-letters."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import orjson
 
 from dispatcher import __version__, deadletter_cli
 from dispatcher.config import load_settings, summarize
-from dispatcher.errors import ConfigError, DispatcherError, UnknownSubscription
+from dispatcher.errors import BrokerError, ConfigError, DispatcherError, UnknownSubscription
 from dispatcher.events import MATCH_ATTRIBUTES
 from dispatcher.settings import Settings
 
@@ -60,6 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_arg(test)
     test.add_argument("subscription", help="the subscription's name")
+
+    targets = commands.add_parser(
+        "targets", help="act on targets in every running process (enable a disabled one)"
+    )
+    target_actions = targets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    enable = target_actions.add_parser(
+        "enable", help="close a target's circuit and enable it again, in every running process"
+    )
+    _config_arg(enable)
+    which = enable.add_mutually_exclusive_group(required=True)
+    which.add_argument("subscription", nargs="?", help="a subscription to the target")
+    which.add_argument("--key", help="the target's key, as logs and metrics show it")
 
     render = commands.add_parser("render", help="print what a subscription would send")
     _config_arg(render)
@@ -162,6 +174,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 def _cmd_test_target(args: argparse.Namespace) -> int:
     from dispatcher import logs, preview
+    from dispatcher.amqp import control
     from dispatcher.app import build_channels, secrets_of
     from dispatcher.channels.base import Delivery, SendOk
     from dispatcher.samples import sample_event
@@ -172,9 +185,38 @@ def _cmd_test_target(args: argparse.Namespace) -> int:
     delivery = Delivery.of(sample_event(subscription), subscription)
     print(f"sending a sample {delivery.event.type} event (id {delivery.event.id})")
     channels = build_channels(settings)
-    result = asyncio.run(preview.send_once(channels[subscription.target.type], delivery))
+    channel = channels[subscription.target.type]
+    key = channel.target_key(delivery)
+    result = asyncio.run(preview.send_once(channel, delivery))
     print(preview.describe_result(result, subscription))
-    return 0 if isinstance(result, SendOk) else 1
+    if not isinstance(result, SendOk):
+        return 1
+    try:  # the target works: running processes that gave up on it try it again
+        asyncio.run(control.send(settings.broker, control.EnableTarget(key)))
+    except BrokerError as exc:
+        print(f"could not tell running processes to enable the target: {exc}", file=sys.stderr)
+    else:
+        print(f"told running processes to enable the target ({key})")
+    return 0
+
+
+def _cmd_targets(args: argparse.Namespace) -> int:
+    from dispatcher import preview
+    from dispatcher.amqp import control
+    from dispatcher.app import build_channels
+    from dispatcher.channels.base import Delivery
+    from dispatcher.samples import sample_event
+
+    settings = _load(args.config)
+    key = args.key
+    if key is None:
+        subscription = preview.find(settings, args.subscription)
+        channel = build_channels(settings)[subscription.target.type]
+        key = channel.target_key(Delivery.of(sample_event(subscription), subscription))
+        asyncio.run(channel.close())
+    asyncio.run(control.send(settings.broker, control.EnableTarget(key)))
+    print(f"told running processes to enable {key}")
+    return 0
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -209,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "publish": _cmd_publish,
         "test-target": _cmd_test_target,
         "render": _cmd_render,
+        "targets": _cmd_targets,
         "status": _cmd_status,
         "health": _cmd_health,
         "dead-letters": deadletter_cli.handle,

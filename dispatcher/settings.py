@@ -119,6 +119,11 @@ class BrokerSettings(_Section):
         """Single deliveries coming back from a retry tier, a parked wait, or a replay."""
         return f"{self.queue}.deliveries"
 
+    @property
+    def control_exchange(self) -> str:
+        """Where operators' commands to every running process go (`dispatcher targets`)."""
+        return f"{self.queue}.control"
+
     def retry_queue(self, tier: str) -> str:
         """The queue of one retry tier, named after its delay (`duration_name`, e.g. "10m")."""
         return f"{self.queue}.retry.{tier}"

@@ -67,7 +67,7 @@ async def names(rabbitmq: str) -> AsyncIterator[BrokerNames]:
     channel = await connection.channel()
     for queue in names.queues():
         await channel.queue_delete(queue)
-    for exchange in (names.exchange, names.dead_letter_queue):
+    for exchange in (names.exchange, names.dead_letter_queue, f"{names.queue}.control"):
         await channel.exchange_delete(exchange)
     await connection.close()
 

@@ -22,6 +22,7 @@ import structlog
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
+from dispatcher.amqp import control
 from dispatcher.amqp.acks import Acker
 from dispatcher.amqp.connection import CONNECTION_ERRORS, connect_node
 from dispatcher.amqp.messages import Messages, Outgoing
@@ -50,7 +51,8 @@ class Consumer:
     """Consumes its queues until `stop()`; reconnects with backoff when the broker goes.
 
     `handlers` maps each queue to consume to the handler of its messages (the work queue's
-    events, the deliveries queue's single deliveries)."""
+    events, the deliveries queue's single deliveries); `on_control` hears operators' commands
+    (`dispatcher.amqp.control`)."""
 
     def __init__(
         self,
@@ -58,8 +60,12 @@ class Consumer:
         handlers: Mapping[str, Handler],
         messages: Messages,
         topology: Topology,
+        *,
+        on_control: Callable[[bytes], None] | None = None,
     ) -> None:
         self._broker = broker
+        self._on_control = on_control
+        self._control: AbstractChannel | None = None
         self._handlers = dict(handlers)
         self._messages = messages
         self._topology = topology
@@ -145,6 +151,8 @@ class Consumer:
                 self._consuming.append(sub)
                 ok = await channel.basic_consume(queue, self._consumer_for(sub), no_ack=False)
                 sub.tag = ok.consumer_tag or ""
+            if self._on_control is not None:
+                self._control = await control.listen(connection, self._broker, self._on_control)
             self.connected.set()
             self._consumed_once = True
             log.info("consuming", queues=list(self._handlers), broker=self.node)
@@ -157,6 +165,7 @@ class Consumer:
                 raise aiormq.exceptions.ChannelClosed(None, "a queue we publish to is gone")
         finally:
             self.connected.clear()
+            self._control = None
             await self._abandon_inflight()
             await self._flush_acks()
             with contextlib.suppress(*CONNECTION_ERRORS, RuntimeError):
@@ -175,6 +184,7 @@ class Consumer:
         watched = [
             connection.closing,
             *(sub.channel.closing for sub in self._consuming),
+            *([self._control.closing] if self._control is not None else []),
             self._publisher.closing,
             cancelled,
             self._unroutable,

@@ -8,7 +8,9 @@ subscription) coming back from a retry tier or a replay. Both dead-letter (at le
 the broker gives up on: a message redelivered `delivery_limit` times (one that kills the process
 on every try) lands in the parking lot too. A retry tier is a queue with a fixed `x-message-ttl`
 (per-message TTLs expire only at a queue's head, so one queue per delay), dead-lettering through
-the default exchange into the deliveries queue. Every name derives from `broker.queue`.
+the default exchange into the deliveries queue. The control exchange (fanout) carries operators'
+commands to every running process, each listening on a queue of its own that goes with it
+(`dispatcher.amqp.control`). Every name derives from `broker.queue`.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def topology(broker: BrokerSettings, tiers_s: Iterable[float] = ()) -> Topology:
         exchanges=(
             ExchangeSpec(broker.exchange, "topic"),
             ExchangeSpec(broker.dead_exchange, "fanout"),
+            ExchangeSpec(broker.control_exchange, "fanout"),
         ),
         queues=(
             work_queue(broker.queue, broker),

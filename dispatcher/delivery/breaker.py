@@ -194,6 +194,20 @@ class CircuitBreaker:
             entry.until = now + entry.open_s
             self._change(key, entry, BreakerState.OPEN)
 
+    def reset(self, key: str) -> bool:
+        """Forget the key's failures and close its circuit (an operator says the target is
+        back); whether the circuit was open or half-open."""
+        entry = self._get(key)
+        if entry is None:
+            return False
+        entry.window.clear()
+        entry.failing_since = None
+        entry.open_s = self._settings.open_s
+        if entry.state is BreakerState.CLOSED:
+            return False
+        self._change(key, entry, BreakerState.CLOSED)
+        return True
+
     def state(self, key: str) -> BreakerState:
         """The key's state as of the last allow()/record(); CLOSED for an unknown key. An OPEN
         key whose period is over reads OPEN until allow() hands out the probe."""

@@ -9,7 +9,9 @@ durable retry tiers without a try (or, for a target failing for days, give it up
   A fast target is never capped this way, however many deliveries it has in flight;
 - the key's breaker has seen nothing but failures for `disable_after_s`: the target is disabled
   (logged once); its deliveries are dead-lettered as `target_disabled` until a probe succeeds
-  (which the breaker lets through once per open period) or the daemon restarts.
+  (which the breaker lets through once per open period), an operator enables it
+  (`dispatcher targets enable`, or a successful `dispatcher test-target`), or the daemon
+  restarts.
 
 Timeouts go to the tiers from the deliverer too (no second try in process), so a hanging target
 costs at most one timeout per delivery, and once its breaker opens, none.
@@ -91,6 +93,15 @@ class Isolation:
         if not failed and key in self._disabled:
             self._disabled.discard(key)
             log.warning("target enabled again: a delivery to it succeeded", target=key)
+
+    def enable(self, key: str) -> bool:
+        """An operator says the target is back (`dispatcher targets enable`, or a successful
+        `test-target`): close its circuit and enable it. Whether it was disabled or open."""
+        tripped = self.breaker.reset(key)
+        if key in self._disabled:
+            self._disabled.discard(key)
+            return True
+        return tripped
 
     def states(self) -> dict[str, int]:
         """Targets by breaker state, and how many are disabled: for a metrics gauge."""

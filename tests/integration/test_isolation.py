@@ -5,6 +5,7 @@ channel's limit held across three processes sharing Redis (one of them killed)."
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,21 @@ import aiormq
 import pytest
 from aiohttp import web
 
+from dispatcher.amqp import headers as h
+from dispatcher.app import App
 from dispatcher.events import new_event
 from tests.integration.observe import DaemonProcess
 from tests.integration.slack_standin import SlackApiStandin
 from tests.support import (
     BrokerNames,
     Sink,
+    drain_queue,
     publish_events,
     queue_depth,
     running,
     settled,
+    wait_for_depth,
+    wait_until,
     write_config,
 )
 
@@ -102,6 +108,88 @@ async def test_a_hanging_receiver_does_not_hold_up_a_healthy_one(
     assert parked >= 500
     assert await queue_depth(amqp, f"{names.queue}.retry.1m") == 1000
     assert await queue_depth(amqp, names.dead_letter_queue) == 0
+
+
+async def dispatcher_cli(*args: str) -> str:
+    """Run `dispatcher ARGS` to its end; what it printed (it must exit 0)."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "dispatcher", *args),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+def failing_target(tmp_path: Path, names: BrokerNames, sink: Sink) -> Path:
+    """A config whose one subscription, `down`, posts to the sink's /down, which answers 503;
+    two failures open its circuit for an hour (no probe during a test), and one second of
+    failing disables it."""
+    sink.status["/down"] = 503
+    down = {
+        "name": "down",
+        "events": ["*"],
+        "target": {"type": "webhook", "url": sink.url("/down")},
+    }
+    breaker = {"min_attempts": 2, "failure_ratio": 0.5, "open_for": "1h"}
+    delivery = {"attempts": 1, "retry_delays": ["1m"], "disable_after": "1s"}
+    return write_config(
+        tmp_path / "c.yaml", names, [down], delivery={**delivery, "circuit_breaker": breaker}
+    )
+
+
+async def open_the_circuit(app: App, amqp: aiormq.abc.AbstractChannel, names: BrokerNames) -> None:
+    """Two events to the failing target: two failures, and its circuit opens."""
+    await publish_events(amqp, names, [new_event("deployment.failed", "t") for _ in range(2)])
+    await wait_until(lambda: app.isolation.states()["open"] == 1, what="the circuit open")
+
+
+async def test_an_operator_closes_an_open_circuit_with_targets_enable(
+    tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    config = failing_target(tmp_path, names, sink)
+    async with running(config) as app:
+        await open_the_circuit(app, amqp, names)
+        sink.status["/down"] = 204
+        out = await dispatcher_cli("targets", "enable", "down", "--config", str(config))
+        assert out.startswith("told running processes to enable webhook:")
+        await wait_until(lambda: app.isolation.states()["open"] == 0, what="the circuit closed")
+        after = new_event("deployment.failed", "t", app="after")
+        await publish_events(amqp, names, [after])
+        await sink.wait_for(3)  # two failed tries, then this one at once (no hour's wait)
+    assert sink.at("/down")[-1].json["id"] == after["id"]
+
+
+async def test_a_disabled_target_is_enabled_again_by_a_successful_test_target(
+    tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    config = failing_target(tmp_path, names, sink)
+    async with running(config) as app:
+        await open_the_circuit(app, amqp, names)
+        await asyncio.sleep(1.1)  # time passing is the point: it must fail for `disable_after`
+        disabled = new_event("deployment.failed", "t", app="while-disabled")
+        await publish_events(amqp, names, [disabled])
+        await wait_for_depth(amqp, names.dead_letter_queue, 1)
+        assert app.isolation.disabled == 1
+
+        sink.status["/down"] = 204  # the receiver is back; the breaker waits an hour for it
+        out = await dispatcher_cli("test-target", "down", "--config", str(config))
+        assert "told running processes to enable the target (webhook:" in out
+        await wait_until(lambda: app.isolation.disabled == 0, what="the target enabled")
+        assert app.isolation.states()["open"] == 0
+
+        after = new_event("deployment.failed", "t", app="after")
+        await publish_events(amqp, names, [after])
+        await sink.wait_for(2 + 1 + 1)  # two failed tries, the sample, this one
+    arrived = [r.json["id"] for r in sink.at("/down")]
+    assert arrived[-1] == after["id"]
+    [letter] = await drain_queue(amqp, names.dead_letter_queue)
+    headers = letter.header.properties.headers or {}
+    assert headers[h.REASON] == h.TARGET_DISABLED
+    assert headers[h.EVENT_ID] == disabled["id"]
+    assert await queue_depth(amqp, f"{names.queue}.retry.1m") == 2  # the first two still wait
 
 
 async def test_a_flooded_slack_channel_waits_on_the_tiers_while_a_webhook_flows(

@@ -19,6 +19,13 @@ def isolation(clock: Clock, **settings: object) -> Isolation:
     return Isolation(IsolationSettings(breaker=breaker, **settings), clock=clock)  # type: ignore[arg-type]
 
 
+def fail(guard: Isolation, key: str, *, times: int) -> None:
+    for _ in range(times):
+        guard.admit(key)
+        guard.record(key, 0.01, failed=True)
+        guard.leave(key)
+
+
 def test_a_fast_target_is_never_capped_however_many_run_at_once() -> None:
     guard = isolation(Clock(), max_in_flight=2)
     for _ in range(50):
@@ -71,10 +78,7 @@ def test_failures_open_the_circuit_and_a_successful_probe_closes_it() -> None:
 def test_a_target_failing_for_days_is_disabled_until_a_probe_succeeds() -> None:
     clock = Clock()
     guard = isolation(clock, disable_after_s=86400.0)
-    for _ in range(4):
-        guard.admit("dead")
-        guard.record("dead", 0.01, failed=True)
-        guard.leave("dead")
+    fail(guard, "dead", times=4)
     assert guard.admit("dead") is Admission.PARK_OPEN  # failing, but not for long yet
     clock.now += 86400 + 1
     assert guard.admit("dead") is Admission.TRY  # a probe is due: it may still be let through
@@ -88,3 +92,22 @@ def test_a_target_failing_for_days_is_disabled_until_a_probe_succeeds() -> None:
     guard.leave("dead")
     assert guard.states()["disabled"] == 0
     assert guard.admit("dead") is Admission.TRY
+
+
+def test_an_operator_enables_a_disabled_target_at_once() -> None:
+    clock = Clock()
+    guard = isolation(clock, disable_after_s=3600.0)
+    fail(guard, "dead", times=4)
+    clock.now += 3601
+    assert guard.admit("dead") is Admission.TRY  # the probe
+    guard.record("dead", 0.01, failed=True)
+    guard.leave("dead")
+    assert guard.admit("dead") is Admission.DISABLED
+    assert guard.enable("dead") is True
+    assert guard.states() == {"closed": 1, "open": 0, "half_open": 0, "disabled": 0}
+    assert guard.admit("dead") is Admission.TRY  # no wait for the next probe
+    guard.record("dead", 0.01, failed=True)
+    guard.leave("dead")
+    assert guard.admit("dead") is Admission.TRY  # its failures were forgotten: one is no trip
+    assert guard.enable("dead") is False  # nothing to enable
+    assert guard.enable("never-seen") is False

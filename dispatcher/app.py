@@ -18,6 +18,7 @@ from dispatcher.admin.metrics import Metrics
 from dispatcher.amqp import control
 from dispatcher.amqp.consumer import Consumer
 from dispatcher.amqp.messages import Messages, read_resume
+from dispatcher.amqp.status import role_label
 from dispatcher.amqp.topology import topology
 from dispatcher.channels.base import Channel, Delivery
 from dispatcher.channels.email import EmailChannel
@@ -177,6 +178,8 @@ class App:
             max_event_bytes=settings.broker.max_event_bytes,
             metrics=self.metrics,
         )
+        self.topology = topology(settings.broker, tiers_of(settings))
+        serving = settings.admin.listen is not None or settings.metrics.listen is not None
         self.consumer = Consumer(
             settings.broker,
             {
@@ -184,8 +187,9 @@ class App:
                 settings.broker.deliveries_queue: self._resume,
             },
             self.messages,
-            topology(settings.broker, tiers_of(settings)),
+            self.topology,
             on_control=self.on_control,
+            depth_every_s=parse_duration(settings.metrics.queue_depth_every) if serving else None,
         )
         self.servers = self._servers()
         self._watch_metrics()
@@ -223,6 +227,9 @@ class App:
             reconnects=lambda: self.consumer.reconnects,
         )
         self.metrics.watch_breakers(self.isolation.states)
+        broker = self.settings.broker
+        roles = {q.name: role_label(q.name, broker) for q in self.topology.queues}
+        self.metrics.watch_queues(roles, self.consumer.depths)
         for target_type in sorted({sub.target.type for sub in self.settings.subscriptions}):
             self.metrics.target(target_type)  # their series show 0 before the first delivery
 

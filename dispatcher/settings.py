@@ -272,10 +272,14 @@ class AdminSettings(_Section):
 
 class MetricsSettings(_Section):
     """A second server with only /healthz, /readyz and /metrics, for when the admin server is
-    off or must not be reachable from where Prometheus scrapes. Off by default."""
+    off or must not be reachable from where Prometheus scrapes. Off by default.
+    `queue_depth_every`: how often the depth of each declared queue is read from the broker
+    for `dispatcher_queue_messages` (when a server serves /metrics)."""
 
     listen: str | None = None
+    queue_depth_every: str = "15s"
     _check = field_validator("listen")(_listen)
+    _every = field_validator("queue_depth_every")(check_duration)
 
 
 class RateLimitSettings(_Section):

@@ -15,6 +15,7 @@ Labels never carry unbounded values: no event ids, subscription names, URLs or r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -149,6 +150,13 @@ class Metrics:
             ["state"],
             registry=registry,
         )
+        self.queues = Gauge(
+            "dispatcher_queue_messages",
+            "Messages ready in each queue dispatcher declared (the work queue, the deliveries "
+            "queue, each retry tier, the dead letters), read from the broker periodically.",
+            ["queue", "role"],
+            registry=registry,
+        )
         dead = Counter(
             "dispatcher_dead_letters",
             "Messages sent to the dead-letter queue, by reason.",
@@ -200,6 +208,17 @@ class Metrics:
 
         for state in ("closed", "open", "half_open", "disabled"):
             self.breakers.labels(state).set_function(reader(state))
+
+    def watch_queues(self, roles: Mapping[str, str], depths: Mapping[str, int]) -> None:
+        """Read each queue's depth at scrape time from `depths` (kept by the consumer), NaN
+        until it was first read. `roles` maps each declared queue to its role (work,
+        deliveries, dead_letters, retry): the config bounds both labels."""
+
+        def reader(queue: str) -> Callable[[], float]:
+            return lambda: depths.get(queue, math.nan)
+
+        for queue, role in roles.items():
+            self.queues.labels(queue, role).set_function(reader(queue))
 
     def retry_scheduled(self, tier: str) -> None:
         """A delivery was handed to the durable tier of this delay (e.g. `10m`)."""

@@ -52,7 +52,8 @@ class Consumer:
 
     `handlers` maps each queue to consume to the handler of its messages (the work queue's
     events, the deliveries queue's single deliveries); `on_control` hears operators' commands
-    (`dispatcher.amqp.control`)."""
+    (`dispatcher.amqp.control`). With `depth_every_s`, `depths` holds the message count of each
+    declared queue, read that often (for the metrics; off the delivery path)."""
 
     def __init__(
         self,
@@ -62,8 +63,11 @@ class Consumer:
         topology: Topology,
         *,
         on_control: Callable[[bytes], None] | None = None,
+        depth_every_s: float | None = None,
     ) -> None:
         self._broker = broker
+        self._depth_every_s = depth_every_s
+        self.depths: dict[str, int] = {}  # queue name -> messages ready, as last read
         self._on_control = on_control
         self._control: AbstractChannel | None = None
         self._handlers = dict(handlers)
@@ -132,6 +136,7 @@ class Consumer:
 
     async def _session(self, shutdown_timeout_s: float) -> None:
         connection = await self._connect()
+        poller: asyncio.Task[None] | None = None
         try:
             self._publisher = await connection.channel(publisher_confirms=True)
             await declare(self._publisher, self._topology)
@@ -156,6 +161,8 @@ class Consumer:
             self.connected.set()
             self._consumed_once = True
             log.info("consuming", queues=list(self._handlers), broker=self.node)
+            if self._depth_every_s is not None:
+                poller = asyncio.create_task(self._read_depths(connection, self._depth_every_s))
             await self._wait_for_end(connection, cancelled)
             if self._stop.is_set():
                 await self._drain(shutdown_timeout_s)
@@ -166,10 +173,34 @@ class Consumer:
         finally:
             self.connected.clear()
             self._control = None
+            if poller is not None:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
             await self._abandon_inflight()
             await self._flush_acks()
             with contextlib.suppress(*CONNECTION_ERRORS, RuntimeError):
                 await asyncio.wait_for(connection.close(), 5)
+
+    async def _read_depths(self, connection: AbstractConnection, every_s: float) -> None:
+        """Every `every_s`, the depth of each declared queue, by passive declares on a channel of
+        its own. A queue that is gone closes that channel: it is left out and the next round
+        opens another (the session learns of it when it publishes there). Ends with the
+        connection."""
+        channel: AbstractChannel | None = None
+        while True:
+            for queue in self._topology.queues:
+                try:
+                    if channel is None or channel.is_closed:
+                        channel = await connection.channel(publisher_confirms=False)
+                    ok = await channel.queue_declare(queue.name, passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    self.depths.pop(queue.name, None)
+                    channel = None
+                    continue
+                except CONNECTION_ERRORS:
+                    return
+                self.depths[queue.name] = ok.message_count or 0
+            await asyncio.sleep(every_s)
 
     @property
     def _batch(self) -> int:

@@ -41,6 +41,12 @@ def role_of(name: str, broker: BrokerSettings) -> str:
     return "other"
 
 
+def role_label(name: str, broker: BrokerSettings) -> str:
+    """`role_of` as a metric label: work, deliveries, dead_letters, retry (or other)."""
+    role = role_of(name, broker)
+    return "retry" if role.startswith("retry tier") else role.replace(" ", "_")
+
+
 async def queue_status(broker: BrokerSettings, tiers_s: Iterable[float] = ()) -> list[QueueStatus]:
     """One row per queue of the topology; BrokerError when the broker cannot be reached."""
     connection = await open_connection(broker, name="dispatcher-status")

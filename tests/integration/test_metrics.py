@@ -23,6 +23,8 @@ from tests.support import (
     publish_raw,
     running,
     settled,
+    wait_for_depth,
+    wait_until,
     write_config,
 )
 
@@ -118,6 +120,41 @@ def run_status(config: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
+
+
+async def test_the_depth_of_every_declared_queue_is_a_gauge(
+    tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    sink.status["/down"] = 503  # each event waits on the 1m tier
+    subscriptions = [
+        {"name": "down", "events": ["*"], "target": {"type": "webhook", "url": sink.url("/down")}}
+    ]
+    delivery = {"attempts": 1, "retry_delays": ["1m", "1h"]}
+    config = write_config(
+        tmp_path / "c.yaml",
+        names,
+        subscriptions,
+        delivery=delivery,
+        metrics={"queue_depth_every": "0.1s"},
+    )
+    gauge = "dispatcher_queue_messages"
+    async with running(config) as app:
+        url = f"{app.servers[0].url}/metrics"
+        await publish_events(amqp, names, [new_event("deployment.failed", "t") for _ in range(3)])
+        await wait_for_depth(amqp, f"{names.queue}.retry.1m", 3)
+        tier = {"queue": f"{names.queue}.retry.1m", "role": "retry"}
+        await wait_until(
+            lambda: app.metrics.registry.get_sample_value(gauge, tier) == 3, what="3 on the tier"
+        )
+        status, text = await get(url)
+    assert status == 200
+    samples = parse(text)
+    assert value(samples, gauge, **tier) == 3
+    assert value(samples, gauge, queue=f"{names.queue}.retry.1h", role="retry") == 0
+    assert value(samples, gauge, queue=names.queue, role="work") == 0
+    assert value(samples, gauge, queue=f"{names.queue}.deliveries", role="deliveries") == 0
+    assert value(samples, gauge, queue=names.dead_letter_queue, role="dead_letters") == 0
+    assert len([key for key in samples if key[0] == gauge]) == 5
 
 
 async def test_status_shows_queue_depths_and_consumers_from_the_broker(

@@ -62,7 +62,8 @@ class BrokerSettings(_Section):
     urls: list[SecretStr] = Field(default_factory=list, max_length=32)
     exchange: str = Field(default="events", pattern=_AMQP_NAME)
     queue: str = Field(default="dispatcher.events", pattern=_AMQP_NAME)
-    dead_letter_queue: str = Field(default="dispatcher.dead", pattern=_AMQP_NAME)
+    #: defaults to `<queue>.dead`, so two deployments on one broker never share it
+    dead_letter_queue: str = Field(default="dispatcher.events.dead", pattern=_AMQP_NAME)
     #: the exchange dead letters are published to; defaults to the dead-letter queue's name
     dead_letter_exchange: str | None = Field(default=None, pattern=_AMQP_NAME)
     prefetch: int = Field(default=200, ge=1, le=65535)
@@ -89,6 +90,15 @@ class BrokerSettings(_Section):
             if not urls:
                 raise ValueError("url: an empty list; give at least one amqp:// URL")
             data = {**data, "urls": urls, "url": urls[0]}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dead_letter_queue(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("dead_letter_queue") is None:
+            queue = data.get("queue", "dispatcher.events")
+            if isinstance(queue, str):
+                data = {**data, "dead_letter_queue": f"{queue}.dead"}
         return data
 
     @field_validator("url")

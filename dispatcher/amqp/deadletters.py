@@ -3,9 +3,11 @@ a `Selection`, then replayed (each to where it came from) or purged.
 
 Reading holds every message unacked on one channel (`basic_get`, at most the depth the queue
 reported); a chosen one is acked only once done with (replay: after the broker confirmed its
-replacement), and closing the channel returns the rest untouched. Closing is not a nack on
-purpose: RabbitMQ 4 counts an explicit requeue toward a quorum queue's delivery limit, not a
-return on close. Killed halfway, nothing is lost: at worst a replayed dead letter stays, twice.
+replacement), and closing the channel returns the rest. RabbitMQ before 4.3 counts that return
+toward a quorum queue's delivery limit (4.3 counts only a `basic.reject`), so the dead-letter
+queue is declared with a limit never reached (`topology.DEAD_LETTER_DELIVERY_LIMIT`): reading
+never drops a dead letter. Killed halfway, nothing is lost: at worst a replayed dead letter
+stays, twice.
 """
 
 from __future__ import annotations

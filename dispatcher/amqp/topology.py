@@ -54,6 +54,11 @@ class Topology:
 
 
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+#: the dead-letter queue's delivery limit: never reached. RabbitMQ 4 otherwise sets 20 and then
+#: drops a message (that queue dead-letters nowhere), and before 4.3 every return counts,
+#: including the ones `dispatcher dead-letters list` makes by closing its channel. (-1, "no
+#: limit" on RabbitMQ 4, is not that on 3.x.)
+DEAD_LETTER_DELIVERY_LIMIT = 2**31 - 1
 
 
 def work_queue(name: str, broker: BrokerSettings) -> QueueSpec:
@@ -81,6 +86,7 @@ def retry_queue(broker: BrokerSettings, delay_s: float) -> QueueSpec:
             "x-dead-letter-routing-key": broker.deliveries_queue,
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
+            "x-delivery-limit": broker.delivery_limit,  # never consumed; explicit all the same
         },
     )
 
@@ -98,7 +104,10 @@ def topology(broker: BrokerSettings, tiers_s: Iterable[float] = ()) -> Topology:
         queues=(
             work_queue(broker.queue, broker),
             work_queue(broker.deliveries_queue, broker),
-            QueueSpec(broker.dead_letter_queue, _QUORUM),
+            QueueSpec(
+                broker.dead_letter_queue,
+                {**_QUORUM, "x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT},
+            ),
             *(retry_queue(broker, delay_s) for delay_s in sorted(tiers.values())),
         ),
         bindings=(

@@ -37,7 +37,7 @@ from dispatcher.errors import BrokerError, ConfigError
 from dispatcher.logs import SecretRedactor
 from dispatcher.pipeline import Incoming, Pipeline, Verdict
 from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_message
-from dispatcher.settings import Settings
+from dispatcher.settings import Settings, url_secrets
 from dispatcher.subscriptions.matcher import Matcher
 from dispatcher.subscriptions.models import (
     SlackTarget,
@@ -52,11 +52,12 @@ log = structlog.get_logger(__name__)
 
 def secrets_of(settings: Settings) -> Iterator[str]:
     """Every secret value in the settings, for the log redactor."""
-    for url in settings.broker.all_urls:
+    urls = list(settings.broker.all_urls)
+    if settings.rate_limits.redis_url is not None:
+        urls.append(settings.rate_limits.redis_url.get_secret_value())
+    for url in urls:
         yield url
-        password = urlsplit(url).password
-        if password:
-            yield password
+        yield from url_secrets(url)
     if settings.smtp is not None and settings.smtp.password is not None:
         yield settings.smtp.password.get_secret_value()
     for sub in settings.subscriptions:

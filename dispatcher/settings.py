@@ -6,9 +6,10 @@ silently ignored. Secrets are `SecretStr`: they never show in a repr, a log line
 
 from __future__ import annotations
 
+import re
 import ssl
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -32,16 +33,36 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***`, for logs and messages."""
+#: query parameters whose values are secrets (`redis://h/0?password=...`, `?token=...`)
+SECRET_PARAM = re.compile(r"pass|token|secret|key|auth|sig|credential", re.IGNORECASE)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets a URL holds: its password, and the values of secret-looking parameters."""
     parts = urlsplit(url)
-    if parts.password is None:
+    found = [parts.password] if parts.password else []
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    found += [value for key, value in pairs if SECRET_PARAM.search(key)]
+    return [secret for secret in found if secret]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password, and the value of any secret-looking query parameter,
+    replaced by `***`, for logs and messages."""
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+        netloc = f"{parts.username or ''}:***@{host}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(SECRET_PARAM.search(key) for key, _ in pairs):
+        hidden = [(key, "***" if SECRET_PARAM.search(key) else value) for key, value in pairs]
+        query = urlencode(hidden, safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _check_amqp_url(url: SecretStr) -> SecretStr:

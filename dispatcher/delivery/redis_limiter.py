@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import structlog
 from redis.asyncio import Redis
@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from dispatcher.delivery.ratelimit import LocalRateLimiter, Rate, RateLimiter
-from dispatcher.settings import redact_url
+from dispatcher.settings import redact_url, url_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +88,8 @@ class RedisRateLimiter:
         if not namespace:
             raise ValueError("a Redis rate limiter needs a namespace (the deployment's queue)")
         self._display_url = _display(url)
-        password = _password(url)
-        self._secrets = tuple(s for s in {password, unquote(password)} if s)
+        found = _secrets_in(url)
+        self._secrets = tuple({*found, *(unquote(s) for s in found)})
         try:
             # No retries inside redis-py: its default backs off for seconds, and an unreachable
             # Redis must fall back within timeout_s, not hold a delivery.
@@ -181,7 +181,7 @@ class RedisRateLimiter:
 
 
 def _interval_us(rate: Rate) -> int:
-    return max(1, round(rate.interval_s * 1e6))
+    return max(1, math.ceil(rate.interval_s * 1e6))  # rounded up: never faster than the rate
 
 
 def _us(seconds: float) -> int:
@@ -195,8 +195,8 @@ def _display(url: str) -> str:
         return "(a malformed Redis URL)"
 
 
-def _password(url: str) -> str:
+def _secrets_in(url: str) -> list[str]:
     try:
-        return urlsplit(url).password or ""
+        return url_secrets(url)
     except ValueError:
-        return ""
+        return []

@@ -126,8 +126,15 @@ def _closed_port() -> int:
     return port
 
 
-async def test_unreachable_redis_falls_back_with_one_warning(limiters: Limiters) -> None:
-    url = f"redis://:s3cret-pw@127.0.0.1:{_closed_port()}/0"
+@pytest.mark.parametrize("password_in", ["userinfo", "query"])
+async def test_unreachable_redis_falls_back_with_one_warning(
+    limiters: Limiters, password_in: str
+) -> None:
+    where = f"127.0.0.1:{_closed_port()}"
+    url = {
+        "userinfo": f"redis://:s3cret-pw@{where}/0",
+        "query": f"redis://{where}/0?password=s3cret-pw",  # redis-py reads it from there too
+    }[password_in]
     with capture_logs() as logs:
         limiter = await limiters(url, retry_after_s=0.05)
         assert not await limiter.ping()

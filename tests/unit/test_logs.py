@@ -6,9 +6,11 @@ import io
 import json
 import logging
 
+import pytest
 import structlog
 
 from dispatcher.logs import SecretRedactor, configure
+from dispatcher.settings import redact_url, url_secrets
 
 
 def test_registered_secrets_and_url_passwords_are_scrubbed_everywhere() -> None:
@@ -45,3 +47,18 @@ def test_json_output_and_stdlib_loggers_are_redacted() -> None:
     assert lines[0]["level"] == "info"
     assert lines[1]["event"] == "lost amqp://guest:***@127.0.0.1/"
     assert "hunter2" not in stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "secrets"),
+    [
+        ("amqp://guest:pw@h:5672/", "amqp://guest:***@h:5672/", ["pw"]),
+        ("redis://h/0?password=pw&db=1", "redis://h/0?password=***&db=1", ["pw"]),
+        ("https://h/x?token=t0k&sig=abc&a=b", "https://h/x?token=***&sig=***&a=b", ["t0k", "abc"]),
+        ("redis://u:p@h/0?x=1", "redis://u:***@h/0?x=1", ["p"]),
+        ("amqp://h/", "amqp://h/", []),
+    ],
+)
+def test_urls_are_shown_without_their_secrets(url: str, shown: str, secrets: list[str]) -> None:
+    assert redact_url(url) == shown
+    assert url_secrets(url) == secrets

@@ -38,6 +38,7 @@ BROKER_HEADERS = frozenset(
     {
         "x-death",
         "x-delivery-count",
+        "x-acquired-count",  # RabbitMQ 4.3
         *(f"x-{end}-death-{what}" for end in ("first", "last") for what in ("queue", "reason")),
         "x-first-death-exchange",
         "x-last-death-exchange",

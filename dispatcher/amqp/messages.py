@@ -113,9 +113,10 @@ class Messages:
         return out
 
     def rejected(self, incoming: Incoming, verdict: Rejected) -> Outgoing:
-        """The message as it came, headers and all, with why it was dead-lettered."""
+        """The message as it came, headers and all, with why it was dead-lettered. A delivery
+        (from a tier or a replay) stays one, so a replay sends it to its one subscription."""
         headers = dict(incoming.headers)
-        if verdict.code == h.INVALID_EVENT:
+        if verdict.code == h.INVALID_EVENT and headers.get(h.KIND) != h.KIND_DELIVERY:
             headers[h.KIND] = h.KIND_INVALID
         headers.update({h.REASON: verdict.code, h.LAST_ERROR: verdict.reason})
         headers[h.FAILED_AT] = rfc3339()

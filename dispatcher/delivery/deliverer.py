@@ -146,15 +146,23 @@ class Deliverer:
         policy: RetryPolicy,
         target: _Target,
     ) -> tuple[SendResult, int]:
-        """Tries 2..n, waiting as the policy says between them (tenacity counts from try 2)."""
+        """Tries 2..n, waiting as the policy says between them (tenacity counts from try 2),
+        while the target's circuit stays closed: once it opens (this delivery was its probe, or
+        others failed meanwhile) the delivery goes to the tiers without another try."""
         tries = 1
+        last: SendResult = first
+        halted = False
 
         async def attempt() -> SendResult:
-            nonlocal tries
+            nonlocal tries, last, halted
+            if not self._isolation.may_retry(target.key):
+                halted = True
+                return last
             tries += 1
             self._retried.inc()
             result = await self._send_once(channel, delivery, delivery.attempts + tries, target)
             assert result is not None  # only a first try is ever parked
+            last = result
             return result
 
         def delay(state: RetryCallState) -> float | None:
@@ -165,7 +173,7 @@ class Deliverer:
 
         await self._sleep(policy.next_delay(1, first, self._jitter()) or 0.0)
         retrying = AsyncRetrying(
-            stop=lambda state: delay(state) is None,
+            stop=lambda state: halted or delay(state) is None,
             wait=lambda state: delay(state) or 0.0,
             retry=retry_if_result(lambda result: isinstance(result, SendFailed)),
             retry_error_callback=_result,

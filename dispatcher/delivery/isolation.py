@@ -78,6 +78,11 @@ class Isolation:
         self._bulkhead.try_enter(key)
         return Admission.TRY
 
+    def may_retry(self, key: str) -> bool:
+        """Whether a delivery that just failed may try again in process: not once the key's
+        circuit has opened (one probe per open period, and no tries into an outage)."""
+        return self.breaker.state(key) is BreakerState.CLOSED
+
     def leave(self, key: str) -> None:
         self._bulkhead.leave(key)
 

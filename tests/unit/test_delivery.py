@@ -211,3 +211,15 @@ async def test_an_open_circuit_parks_and_a_disabled_target_dead_letters_without_
     assert isinstance(disabled, DeadLetter)
     assert (disabled.code, disabled.attempts) == ("target_disabled", 0)
     assert len(channel.sent) == 2  # neither the parked nor the disabled delivery was tried
+
+
+async def test_no_more_tries_in_process_once_the_circuit_opens() -> None:
+    breaker = BreakerSettings(min_attempts=2, failure_ratio=0.5)
+    guard = Isolation(IsolationSettings(breaker=breaker), clock=lambda: 0.0)
+    channel = RecordingChannel([RETRYABLE] * 5)
+    outcome, _ = await _deliver(channel, attempts=5, isolation=guard)
+    assert isinstance(outcome, RetryLater)  # the second failure opened it: off to the tiers
+    assert (outcome.attempts, len(channel.sent)) == (2, 2)
+    closed, _ = await _deliver(RecordingChannel([RETRYABLE] * 3), attempts=3)
+    assert isinstance(closed, RetryLater)
+    assert closed.attempts == 3  # without a breaker's say, every try in process is made

@@ -105,6 +105,7 @@ class RedisRateLimiter:
         self._fallback = fallback if fallback is not None else LocalRateLimiter()
         self._retry_after_s = retry_after_s
         self._retry_at: float | None = None  # set while Redis is unreachable
+        self._failures = 0  # calls that failed so far
         self._reserve = self._redis.register_script(_RESERVE)
         self._defer = self._redis.register_script(_DEFER)
 
@@ -112,6 +113,7 @@ class RedisRateLimiter:
         if max_wait_s < 0 or math.isnan(max_wait_s):
             raise ValueError(f"max_wait_s must be zero or more, not {max_wait_s!r}")
         if self._try_redis():
+            failures = self._failures
             interval_us = _interval_us(rate)
             args = (interval_us, (rate.burst - 1) * interval_us, _us(max_wait_s), _GRACE_MS)
             try:
@@ -119,7 +121,7 @@ class RedisRateLimiter:
             except (RedisError, OSError) as exc:
                 self._lost(exc)
             else:
-                self._answered()
+                self._answered(failures)
                 return None if wait_us < 0 else wait_us / 1e6
         return await self._fallback.reserve(key, rate, max_wait_s)
 
@@ -129,13 +131,14 @@ class RedisRateLimiter:
         # the fallback hears of every pause, so it holds should Redis go away meanwhile
         await self._fallback.defer(key, rate, delay_s)
         if self._try_redis():
+            failures = self._failures
             args = (_us(delay_s), (rate.burst - 1) * _interval_us(rate), _GRACE_MS)
             try:
                 await self._defer(keys=[self._prefix + key], args=args)
             except (RedisError, OSError) as exc:
                 self._lost(exc)
             else:
-                self._answered()
+                self._answered(failures)
 
     async def ping(self) -> bool:
         """Whether Redis answers now (for a start-up or health check); never raises."""
@@ -167,9 +170,12 @@ class RedisRateLimiter:
                 retry_after_s=self._retry_after_s,
             )
         self._retry_at = time.monotonic() + self._retry_after_s
+        self._failures += 1
 
-    def _answered(self) -> None:
-        if self._retry_at is not None:
+    def _answered(self, failures: int) -> None:
+        """A call that started when `failures` calls had failed succeeded: Redis is back, unless
+        one failed meanwhile (a slow Redis answers some calls and times out others)."""
+        if self._retry_at is not None and failures == self._failures:
             self._retry_at = None
             log.info("Redis answers again: rate limits are shared", redis=self._display_url)
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+from typing import Any
 
 import pytest
+from redis.exceptions import RedisError
+from structlog.testing import capture_logs
 
 from dispatcher.delivery.ratelimit import LocalRateLimiter, Rate, RateLimiter, deferred_tat, gcra
+from dispatcher.delivery.redis_limiter import RedisRateLimiter
 
 
 class FakeClock:
@@ -231,3 +236,35 @@ async def test_local_limiter_memory_stays_bounded() -> None:
         assert len(limiter) <= 50
     await limiter.close()
     assert len(limiter) == 0
+
+
+async def test_a_slow_answer_from_before_a_failure_does_not_end_the_fallback() -> None:
+    # The Redis state machine alone: its script calls stand in for a slow Redis that answers
+    # one call late and times out the next (the real server is in tests/integration).
+    limiter = RedisRateLimiter("redis://127.0.0.1:9/0", namespace="t", retry_after_s=0.0)
+    release = asyncio.Event()
+    answers: list[Any] = [release, RedisError("Timeout reading from socket"), None, None]
+
+    async def script(keys: list[str], args: tuple[int, ...]) -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, asyncio.Event):
+            await answer.wait()
+        elif isinstance(answer, Exception):
+            raise answer
+        return 0
+
+    limiter._reserve = script
+    with capture_logs() as logs:
+        slow = asyncio.create_task(limiter.reserve("k", Rate(1.0), max_wait_s=60))
+        await asyncio.sleep(0)  # it is waiting for its answer
+        await limiter.reserve("k", Rate(1.0), max_wait_s=60)  # this one fails: the fallback
+        release.set()
+        assert await slow == 0
+        assert limiter._retry_at is not None  # still falling back: that answer predates it
+        await limiter.reserve("k", Rate(1.0), max_wait_s=60)  # a call after the failure
+        assert limiter._retry_at is None
+    await limiter.close()
+    assert [log["event"] for log in logs] == [
+        "rate limits are held per process until Redis answers",
+        "Redis answers again: rate limits are shared",
+    ]

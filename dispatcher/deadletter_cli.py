@@ -43,6 +43,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         _selection_args(action)
         action.add_argument("--dry-run", action="store_true", help="show what it would do, only")
         action.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+        action.add_argument(
+            "--limit",
+            type=_count,
+            default=0,
+            help="at most N, the first in the queue (default: 0, all). They are held in memory "
+            "until done: with very many, work in slices",
+        )
 
 
 def _selection_args(parser: argparse.ArgumentParser) -> None:
@@ -123,8 +130,10 @@ async def _change(broker: BrokerSettings, selection: Selection, args: argparse.N
     action = args.dead_letters_action
     replaying = action == "replay"
     async with opened(broker, declare_topology=replaying and not args.dry_run) as queue:
-        letters = [letter async for letter in queue.read(selection)]
+        letters = [letter async for letter in queue.read(selection, args.limit)]
         matched = len(letters)
+        if args.limit and matched == args.limit:
+            print(f"the first {args.limit} that match (--limit); more may match", file=sys.stderr)
         chosen: list[Replacement] = []
         if replaying:
             now = datetime.now(UTC)

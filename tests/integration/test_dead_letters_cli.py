@@ -507,6 +507,23 @@ async def test_purge_removes_only_the_chosen(
     assert (code, out) == (0, "no dead letters match (3 dead letters in queue)\n")
 
 
+async def test_purge_with_a_limit_takes_the_first_n_in_queue_order(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await park_all(world)
+    code, out, err = await run(capsys, "dead-letters", "list", "-c", str(world.config), "--json")
+    _first, *rest = [json.loads(line)["id"] for line in out.splitlines()]
+    code, out, err = await run(
+        capsys, "dead-letters", "purge", "-c", str(world.config), "--limit", "1", "-y"
+    )
+    assert code == 0, err
+    assert "purged 1 dead letter" in out
+    assert "the first 1 that match (--limit); more may match" in err
+    await world.settles(world.broker.dead_letter_queue, len(rest))
+    code, out, err = await run(capsys, "dead-letters", "list", "-c", str(world.config), "--json")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == rest
+
+
 async def test_replay_of_many_reports_progress(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:

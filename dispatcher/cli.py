@@ -7,29 +7,49 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
 
 from dispatcher import __version__, deadletter_cli
 from dispatcher.config import load_settings, summarize
-from dispatcher.errors import BrokerError, ConfigError, DispatcherError, UnknownSubscription
+from dispatcher.errors import (
+    BrokerError,
+    ConfigError,
+    ConfigProblem,
+    DispatcherError,
+    UnknownSubscription,
+)
 from dispatcher.events import MATCH_ATTRIBUTES
 from dispatcher.settings import Settings
 
 EXIT_CONFIG = 2
+#: where the systemd unit and the container image keep the config
+DEFAULT_CONFIG = "/etc/dispatcher/dispatcher.yaml"
+_CONFIG_HELP = f"the YAML config file (default: $DISPATCHER_CONFIG, then {DEFAULT_CONFIG})"
 
 T = TypeVar("T")
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        "-c",
-        default=os.environ.get("DISPATCHER_CONFIG"),
-        help="the YAML config file (default: $DISPATCHER_CONFIG)",
-    )
+    # Accepted before the subcommand (the top-level option) or after it. SUPPRESS keeps a
+    # subcommand's unused option from overwriting the top-level one with a default.
+    parser.add_argument("--config", "-c", default=argparse.SUPPRESS, help=_CONFIG_HELP)
+
+
+def config_path(given: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """The config file: `--config`, else $DISPATCHER_CONFIG, else DEFAULT_CONFIG when it
+    exists; ConfigError naming what was tried otherwise."""
+    if given:
+        return given
+    from_env = environ.get("DISPATCHER_CONFIG")
+    if from_env:
+        return from_env
+    if os.path.exists(DEFAULT_CONFIG):
+        return DEFAULT_CONFIG
+    tried = f"--config (not given), $DISPATCHER_CONFIG (not set), {DEFAULT_CONFIG} (absent)"
+    raise ConfigError([ConfigProblem("dispatcher", None, "", f"no config file: tried {tried}")])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="dispatcher", description="Turns events on RabbitMQ into notifications."
     )
     parser.add_argument("--version", action="version", version=f"dispatcher {__version__}")
+    parser.add_argument("--config", "-c", default=None, help=_CONFIG_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the daemon")
@@ -243,8 +264,6 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args.config:
-        parser.error("no config file: pass --config PATH or set DISPATCHER_CONFIG")
     handlers = {
         "run": _cmd_run,
         "check-config": _cmd_check,
@@ -257,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dead-letters": deadletter_cli.handle,
     }
     try:
+        args.config = config_path(args.config)
         return handlers[args.command](args)
     except ConfigError as exc:
         for problem in exc.problems:

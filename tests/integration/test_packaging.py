@@ -147,3 +147,21 @@ def test_systemd_unit_settings() -> None:
     assert "@system-service" in settings["SystemCallFilter"]
     assert settings["EnvironmentFile"][0].startswith("-/etc/dispatcher/")
     assert settings["WatchdogSec"]
+    # a config error (exit 2) fails the start at once and is not restarted in a loop
+    assert settings["RestartPreventExitStatus"] == ["2"]
+    [pre], [start] = settings["ExecStartPre"], settings["ExecStart"]
+    assert pre == start.replace(" run ", " check-config ")
+
+
+def test_the_units_config_check_exits_2_on_an_invalid_config(tmp_path: Path) -> None:
+    bad = tmp_path / "dispatcher.yaml"
+    bad.write_text("broker:\n  prefetch: lots\n")
+    unit = (ROOT / "systemd/dispatcher.service").read_text()
+    [pre] = [
+        line.partition("=")[2] for line in unit.splitlines() if line.startswith("ExecStartPre=")
+    ]
+    command = pre.replace("/opt/dispatcher/bin/dispatcher", str(BIN / "dispatcher"))
+    command = command.replace("/etc/dispatcher/dispatcher.yaml", str(bad))
+    done = subprocess.run(command.split(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{bad}:2: broker.prefetch:" in done.stderr

@@ -1,5 +1,6 @@
 """The `dispatcher` command: run, check-config, publish, test-target, targets, render, status,
-health, dead-letters."""
+health, dead-letters, version, completion. Output conventions and exit codes:
+`dispatcher.cli_output`."""
 
 from __future__ import annotations
 
@@ -7,12 +8,25 @@ import argparse
 import asyncio
 import os
 import sys
+from collections import Counter
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import orjson
 
 from dispatcher import __version__, deadletter_cli
+from dispatcher.cli_output import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TABLE,
+    EXIT_USAGE,
+    dumps,
+    emit,
+    emit_error,
+    output_arg,
+    wants_json,
+)
 from dispatcher.config import load_settings, summarize
 from dispatcher.errors import (
     BrokerError,
@@ -24,7 +38,8 @@ from dispatcher.errors import (
 from dispatcher.events import MATCH_ATTRIBUTES
 from dispatcher.settings import Settings
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = EXIT_USAGE  # the name older callers use
+Parser = argparse.ArgumentParser
 #: where the systemd unit and the container image keep the config
 DEFAULT_CONFIG = "/etc/dispatcher/dispatcher.yaml"
 _CONFIG_HELP = f"the YAML config file (default: $DISPATCHER_CONFIG, then {DEFAULT_CONFIG})"
@@ -54,20 +69,35 @@ def config_path(given: str | None, environ: Mapping[str, str] = os.environ) -> s
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dispatcher", description="Turns events on RabbitMQ into notifications."
+        prog="dispatcher",
+        description="Turns events on RabbitMQ into notifications.",
+        epilog=EXIT_TABLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dispatcher {__version__}")
     parser.add_argument("--config", "-c", default=None, help=_CONFIG_HELP)
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text for a person (default) or one JSON document for a script",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon")
-    _config_arg(run)
+    def command(name: str, help: str, *, config: bool = True, output: bool = True) -> Parser:
+        sub = commands.add_parser(name, help=help, description=help, epilog=EXIT_TABLE)
+        sub.formatter_class = argparse.RawDescriptionHelpFormatter
+        if config:
+            _config_arg(sub)
+        if output:
+            output_arg(sub)
+        return sub
 
-    check = commands.add_parser("check-config", help="validate a config file, connect nowhere")
-    _config_arg(check)
+    command("run", "run the daemon", output=False)
+    command("check-config", "validate a config file, connect nowhere")
 
-    publish = commands.add_parser("publish", help="publish one event, print its id")
-    _config_arg(publish)
+    publish = command("publish", "publish one event, print its id")
     publish.add_argument("type", help="the event type, e.g. deployment.failed")
     publish.add_argument("--source", default="urn:dispatcher:cli", help="the event source")
     publish.add_argument("--subject", help="what the event is about, e.g. a parameter name")
@@ -76,38 +106,42 @@ def _parser() -> argparse.ArgumentParser:
     for name in MATCH_ATTRIBUTES:
         publish.add_argument(f"--{name}", help=f"the {name} extension attribute")
 
-    test = commands.add_parser(
-        "test-target", help="send a sample event to a subscription's target, print the answer"
+    test = command(
+        "test-target", "send a sample event to a subscription's target, print the answer"
     )
-    _config_arg(test)
     test.add_argument("subscription", help="the subscription's name")
 
-    targets = commands.add_parser(
-        "targets", help="act on targets in every running process (enable a disabled one)"
+    targets = command(
+        "targets",
+        "act on targets in every running process (enable a disabled one)",
+        config=False,
+        output=False,
     )
     target_actions = targets.add_subparsers(dest="action", required=True, metavar="ACTION")
     enable = target_actions.add_parser(
         "enable", help="close a target's circuit and enable it again, in every running process"
     )
     _config_arg(enable)
+    output_arg(enable)
     which = enable.add_mutually_exclusive_group(required=True)
     which.add_argument("subscription", nargs="?", help="a subscription to the target")
     which.add_argument("--key", help="the target's key, as logs and metrics show it")
 
-    render = commands.add_parser("render", help="print what a subscription would send")
-    _config_arg(render)
+    render = command("render", "print what a subscription would send")
     render.add_argument("subscription", help="the subscription's name")
-    render.add_argument("event", help="a file holding the event as structured-mode JSON")
+    render.add_argument("event", help="a file holding the event as structured-mode JSON (-: stdin)")
 
-    status = commands.add_parser("status", help="queue depths and consumers, read from the broker")
-    _config_arg(status)
+    command("status", "queue depths and consumers, read from the broker")
 
-    health = commands.add_parser(
-        "health", help="ask the running daemon's /healthz (or /readyz); exit 0 or 1"
-    )
-    _config_arg(health)
+    health = command("health", "ask the running daemon's /healthz (or /readyz); exit 0 or 1")
     health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
     deadletter_cli.add_parser(commands)
+
+    command("version", "versions of dispatcher and what a bug report needs", config=False)
+    completion = command(
+        "completion", "print a shell completion script", config=False, output=False
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
     return parser
 
 
@@ -133,8 +167,16 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     settings = _load(args.config)
-    print(f"{args.config}: OK: {summarize(settings)}")
-    return 0
+    subscriptions = settings.subscriptions
+    data = {
+        "config": args.config,
+        "ok": True,
+        "subscriptions": len(subscriptions),
+        "enabled": sum(sub.enabled for sub in subscriptions),
+        "targets": dict(sorted(Counter(sub.target.type for sub in subscriptions).items())),
+    }
+    emit(args, data, f"{args.config}: OK: {summarize(settings)}")
+    return EXIT_OK
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -155,16 +197,44 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     settings = _load(args.config)
     rows = asyncio.run(queue_status(settings.broker, tiers_of(settings)))
-    print(format_status(settings.broker, rows))
-    return 0
+    data = {
+        "broker": settings.broker.safe_url,
+        "queues": [
+            {"name": r.name, "role": r.role, "messages": r.messages, "consumers": r.consumers}
+            for r in rows
+        ],
+    }
+    emit(args, data, format_status(settings.broker, rows))
+    return EXIT_OK
 
 
 def _cmd_health(args: argparse.Namespace) -> int:
     from dispatcher.admin.probe import probe
 
-    healthy, text = probe(_load(args.config), ready=args.ready)
-    print(text, file=sys.stdout if healthy else sys.stderr)
-    return 0 if healthy else 1
+    answer = probe(_load(args.config), ready=args.ready)
+    if wants_json(args):
+        data: dict[str, Any] = {
+            "healthy": answer.healthy,
+            "url": answer.url,
+            "status": answer.status,
+            "body": _json_or_text(answer.body) if answer.status is not None else None,
+        }
+        if not answer.healthy:
+            data["error"] = {
+                "code": "unhealthy",
+                "exit": EXIT_FAILED,
+                "message": answer.reason or answer.text,
+            }
+        print(dumps(data))
+    print(answer.text, file=sys.stdout if answer.healthy and not wants_json(args) else sys.stderr)
+    return EXIT_OK if answer.healthy else EXIT_FAILED
+
+
+def _json_or_text(body: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -176,8 +246,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         try:
             data = orjson.loads(args.data)
         except orjson.JSONDecodeError as exc:
-            print(f"dispatcher publish: --data is not valid JSON: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            return emit_error(args, "usage", EXIT_USAGE, f"--data is not valid JSON: {exc}")
     extensions = {name: getattr(args, name) for name in MATCH_ATTRIBUTES}
 
     async def publish() -> str:
@@ -189,36 +258,56 @@ def _cmd_publish(args: argparse.Namespace) -> int:
             )
             return event_id
 
-    print(asyncio.run(publish()))
-    return 0
+    event_id = asyncio.run(publish())
+    result = {"id": event_id, "type": args.type, "exchange": settings.broker.exchange}
+    emit(args, result, event_id)
+    return EXIT_OK
 
 
 def _cmd_test_target(args: argparse.Namespace) -> int:
     from dispatcher import logs, preview
     from dispatcher.amqp import control
     from dispatcher.app import build_channels, secrets_of
-    from dispatcher.channels.base import Delivery, SendOk
+    from dispatcher.channels.base import Delivery, SendFailed, SendOk
     from dispatcher.samples import sample_event
 
     settings = _load(args.config)
     logs.configure("warning", "console").update(secrets_of(settings))
     subscription = preview.find(settings, args.subscription)
     delivery = Delivery.of(sample_event(subscription), subscription)
-    print(f"sending a sample {delivery.event.type} event (id {delivery.event.id})")
+    say = sys.stderr if wants_json(args) else sys.stdout  # stdout holds only the JSON
+    print(f"sending a sample {delivery.event.type} event (id {delivery.event.id})", file=say)
     channels = build_channels(settings)
     channel = channels[subscription.target.type]
     key = channel.target_key(delivery)
     result = asyncio.run(preview.send_once(channel, delivery))
-    print(preview.describe_result(result, subscription))
-    if not isinstance(result, SendOk):
-        return 1
+    print(preview.describe_result(result, subscription), file=say)
+    data: dict[str, Any] = {
+        "subscription": subscription.name,
+        "target_type": subscription.target.type,
+        "target": key,
+        "event": {"id": delivery.event.id, "type": delivery.event.type},
+        "ok": isinstance(result, SendOk),
+        "enabled_in_running_processes": None,
+    }
+    if isinstance(result, SendFailed):
+        data["retryable"] = result.retryable
+        data["error"] = {"code": "target_failed", "exit": EXIT_FAILED, "message": result.reason}
+        if wants_json(args):
+            print(dumps(data))
+        return EXIT_FAILED
+    data["detail"] = result.detail
     try:  # the target works: running processes that gave up on it try it again
         asyncio.run(control.send(settings.broker, control.EnableTarget(key)))
     except BrokerError as exc:
         print(f"could not tell running processes to enable the target: {exc}", file=sys.stderr)
+        data["enabled_in_running_processes"] = False
     else:
-        print(f"told running processes to enable the target ({key})")
-    return 0
+        print(f"told running processes to enable the target ({key})", file=say)
+        data["enabled_in_running_processes"] = True
+    if wants_json(args):
+        print(dumps(data))
+    return EXIT_OK
 
 
 def _cmd_targets(args: argparse.Namespace) -> int:
@@ -236,8 +325,8 @@ def _cmd_targets(args: argparse.Namespace) -> int:
         key = channel.target_key(Delivery.of(sample_event(subscription), subscription))
         asyncio.run(channel.close())
     asyncio.run(control.send(settings.broker, control.EnableTarget(key)))
-    print(f"told running processes to enable {key}")
-    return 0
+    emit(args, {"target": key, "sent": True}, f"told running processes to enable {key}")
+    return EXIT_OK
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -248,17 +337,69 @@ def _cmd_render(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     subscription = preview.find(settings, args.subscription)
     try:
-        with open(args.event, "rb") as file:
-            body = file.read()
+        body = read_input(args.event)
     except OSError as exc:
-        print(f"dispatcher render: cannot read {args.event}: {exc.strerror}", file=sys.stderr)
-        return EXIT_CONFIG
+        return emit_error(args, "usage", EXIT_USAGE, f"cannot read {args.event}: {exc.strerror}")
     event = decode(body, max_bytes=settings.broker.max_event_bytes)
     if isinstance(event, InvalidEvent):
-        print(f"dispatcher render: {args.event}: {event.reason}", file=sys.stderr)
-        return EXIT_CONFIG
-    print(preview.render(Delivery.of(event, subscription), settings))
-    return 0
+        return emit_error(args, "invalid_event", EXIT_USAGE, f"{args.event}: {event.reason}")
+    delivery = Delivery.of(event, subscription)
+    data = {
+        "subscription": subscription.name,
+        "target_type": subscription.target.type,
+        "event": {"id": event.id, "type": event.type},
+        "message": preview.preview(delivery, settings),
+    }
+    emit(args, data, preview.render(delivery, settings))
+    return EXIT_OK
+
+
+def read_input(path: str) -> bytes:
+    """A file's bytes, or stdin's for `-`."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    loop = "asyncio"
+    if os.environ.get("DISPATCHER_EVENT_LOOP", "auto") != "asyncio" and installed("uvloop"):
+        loop = f"uvloop {installed('uvloop')}"
+    packages = {
+        name: installed(name)
+        for name in ("aiormq", "pamqp", "aiohttp", "slack-sdk", "aiosmtplib", "pydantic")
+    }
+    about = {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "event_loop": loop,
+    }
+    data = {"dispatcher": __version__, **about, "packages": packages}
+    lines = [f"dispatcher {__version__}", *(f"{key}: {value}" for key, value in about.items())]
+    lines += [f"{name}: {v or 'not installed'}" for name, v in packages.items()]
+    emit(args, data, "\n".join(lines))
+    return EXIT_OK
+
+
+def _cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(_parser(), shell=args.shell))
+    return EXIT_OK
+
+
+#: commands that read no config file
+_NO_CONFIG = frozenset({"version", "completion"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,22 +415,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": _cmd_status,
         "health": _cmd_health,
         "dead-letters": deadletter_cli.handle,
+        "version": _cmd_version,
+        "completion": _cmd_completion,
     }
     try:
-        args.config = config_path(args.config)
+        if args.command not in _NO_CONFIG:
+            args.config = config_path(args.config)
         return handlers[args.command](args)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_CONFIG
+        problems = [str(problem) for problem in exc.problems]
+        return emit_error(args, "config", EXIT_USAGE, "the config is not valid", problems)
     except UnknownSubscription as exc:
-        print(f"dispatcher {args.command}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return emit_error(args, "unknown_subscription", EXIT_USAGE, str(exc))
+    except BrokerError as exc:
+        return emit_error(args, "broker", EXIT_FAILED, str(exc))
     except DispatcherError as exc:
-        print(f"dispatcher {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return emit_error(args, "failed", EXIT_FAILED, str(exc))
     except KeyboardInterrupt:
-        return 130
+        return emit_error(args, "interrupted", EXIT_INTERRUPTED, "interrupted")
 
 
 if __name__ == "__main__":

@@ -8,15 +8,15 @@ import asyncio
 import shutil
 import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dispatcher.amqp import headers as h
+from dispatcher.cli_output import EXIT_FAILED, EXIT_NOTHING, EXIT_OK, EXIT_USAGE, dumps, wants_json
 
 if TYPE_CHECKING:
     from dispatcher.amqp.deadletters import DeadLetter, DeadLetterQueue, Replacement, Selection
     from dispatcher.settings import BrokerSettings
 
-EXIT_USAGE = 2
 #: with more dead letters than this, replay and purge report progress on stderr this often
 PROGRESS_EVERY = 1000
 
@@ -24,13 +24,17 @@ PROGRESS_EVERY = 1000
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `dead-letters` and its three actions to the `dispatcher` command."""
     from dispatcher.cli import _config_arg
+    from dispatcher.cli_output import output_arg
 
     parser = commands.add_parser("dead-letters", help="list, replay or purge the dead-letter queue")
     actions = parser.add_subparsers(dest="dead_letters_action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="show dead letters, leaving them in the queue")
     _config_arg(listing)
+    output_arg(listing)
     _selection_args(listing)
-    listing.add_argument("--json", action="store_true", help="one JSON object per dead letter")
+    listing.add_argument(
+        "--json", action="store_true", help="one JSON object per dead letter (as -o json)"
+    )
     listing.add_argument(
         "--limit", type=_count, default=50, help="show at most N (default: 50; 0: all)"
     )
@@ -40,6 +44,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         action = actions.add_parser(name, help=what)
         _config_arg(action)
+        output_arg(action)
         _selection_args(action)
         action.add_argument("--dry-run", action="store_true", help="show what it would do, only")
         action.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -84,7 +89,8 @@ def _reason(text: str) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Run one `dead-letters` action; 0 ok, 1 broker error (raised as BrokerError), 2 usage."""
+    """Run one `dead-letters` action; 0 ok, 1 broker error (raised as BrokerError) or a
+    replay the broker refused, 2 usage, 3 nothing selected."""
     from dispatcher.amqp.deadletters import Selection
     from dispatcher.config import load_settings
 
@@ -93,7 +99,8 @@ def handle(args: argparse.Namespace) -> int:
         frozenset(args.subscription or ()), frozenset(args.reason or ()), frozenset(args.id or ())
     )
     if args.dead_letters_action == "list":
-        return asyncio.run(_list(settings.broker, selection, args.limit, as_json=args.json))
+        as_json = args.json or wants_json(args)
+        return asyncio.run(_list(settings.broker, selection, args.limit, as_json=as_json))
     if not (args.yes or args.dry_run or sys.stdin.isatty()):
         print(
             f"dispatcher dead-letters {args.dead_letters_action}: stdin is not a terminal to "
@@ -129,10 +136,13 @@ async def _change(broker: BrokerSettings, selection: Selection, args: argparse.N
 
     action = args.dead_letters_action
     replaying = action == "replay"
+    as_json = wants_json(args)
+    say = sys.stderr if as_json else sys.stdout  # with -o json, stdout holds only the report
+    report: dict[str, Any] = {"action": action, "dry_run": args.dry_run}
     async with opened(broker, declare_topology=replaying and not args.dry_run) as queue:
         letters = [letter async for letter in queue.read(selection, args.limit)]
-        matched = len(letters)
-        if args.limit and matched == args.limit:
+        report.update(in_queue=queue.depth, matched=len(letters), skipped=[])
+        if args.limit and len(letters) == args.limit:
             print(f"the first {args.limit} that match (--limit); more may match", file=sys.stderr)
         chosen: list[Replacement] = []
         if replaying:
@@ -141,32 +151,46 @@ async def _change(broker: BrokerSettings, selection: Selection, args: argparse.N
                 if isinstance(plan, Replacement):
                     chosen.append(plan)
                 else:
+                    report["skipped"].append({"id": plan.letter.id, "why": plan.why})
                     print(
                         f"not replayable, left in place: {plan.letter.id}: {plan.why}",
                         file=sys.stderr,
                     )
             letters = [plan.letter for plan in chosen]
+        report["chosen"] = [letter.record() for letter in letters]
         if not letters:
-            none = "no dead letters match" if not matched else f"nothing to {action}"
-            print(f"{none} ({_plural(queue.depth or 0)} in queue)")
+            none = "no dead letters match" if not report["matched"] else f"nothing to {action}"
+            print(f"{none} ({_plural(queue.depth or 0)} in queue)", file=say)
             if queue.depth is None:
                 print(_absent(queue), file=sys.stderr)
-            return 0
+            return _done(report, EXIT_NOTHING, as_json)
         if args.dry_run:
-            print(f"would {action} {_plural(len(letters))} of {queue.depth} in queue:")
-            print(table(letters, [plan.queue for plan in chosen] if replaying else None))
-            return 0
+            print(f"would {action} {_plural(len(letters))} of {queue.depth} in queue:", file=say)
+            print(table(letters, [plan.queue for plan in chosen] if replaying else None), file=say)
+            return _done(report, EXIT_OK, as_json)
         if not args.yes and not await _ask(f"{action} {_plural(len(letters))}? [y/N] "):
             print(f"nothing done: {action} not confirmed", file=sys.stderr)
-            return 0
-        return await _apply(queue, letters, chosen, action)
+            report["confirmed"] = False
+            return _done(report, EXIT_OK, as_json)
+        report["confirmed"] = True
+        code = await _apply(queue, letters, chosen, action, report, say)
+        return _done(report, code, as_json)
+
+
+def _done(report: dict[str, Any], code: int, as_json: bool) -> int:
+    if as_json:
+        print(dumps(report))
+    return code
 
 
 async def _apply(
-    queue: DeadLetterQueue, letters: list[DeadLetter], chosen: list[Replacement], action: str
+    queue: DeadLetterQueue,
+    letters: list[DeadLetter],
+    chosen: list[Replacement],
+    action: str,
+    report: dict[str, Any],
+    say: TextIO,
 ) -> int:
-    from dispatcher.errors import BrokerError
-
     past = "replayed" if action == "replay" else "purged"
 
     def progress(done: int, total: int) -> None:
@@ -174,21 +198,30 @@ async def _apply(
             print(f"{past} {done} of {total}", file=sys.stderr, flush=True)
 
     if action == "purge":
-        print(f"purged {_plural(await queue.purge(letters, progress))}")
-        return 0
+        report["done"] = done = await queue.purge(letters, progress)
+        print(f"purged {_plural(done)}", file=say)
+        return EXIT_OK
     failed = await queue.replay(chosen, progress)
     left = {failure.letter.tag for failure in failed}
     where: dict[str, int] = {}
     for plan in chosen:
         if plan.letter.tag not in left:
             where[plan.queue] = where.get(plan.queue, 0) + 1
+    report.update(done=len(chosen) - len(failed), to=where)
+    report["failed"] = [{"id": failure.letter.id, "why": failure.why} for failure in failed]
     counts = ", ".join(f"{count} to {name}" for name, count in where.items())
-    print(f"replayed {_plural(len(chosen) - len(failed))}" + (f" ({counts})" if counts else ""))
+    print(
+        f"replayed {_plural(len(chosen) - len(failed))}" + (f" ({counts})" if counts else ""),
+        file=say,
+    )
     for failure in failed:
         print(f"not replayed, left in place: {failure.letter.id}: {failure.why}", file=sys.stderr)
     if failed:
-        raise BrokerError(f"{_plural(len(failed))} could not be replayed (see above)")
-    return 0
+        message = f"{_plural(len(failed))} could not be replayed (see above)"
+        print(f"dispatcher dead-letters replay: {message}", file=sys.stderr)
+        report["error"] = {"code": "not_replayed", "exit": EXIT_FAILED, "message": message}
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 async def _ask(question: str) -> bool:

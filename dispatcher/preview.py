@@ -28,8 +28,9 @@ def find(settings: Settings, name: str) -> Subscription:
     raise UnknownSubscription(f"no subscription named {name!r} (known: {known})")
 
 
-def render(delivery: Delivery, settings: Settings) -> str:
-    """What would be sent for this delivery, as a person reads it. Secrets are not shown."""
+def preview(delivery: Delivery, settings: Settings) -> dict[str, Any]:
+    """What would be sent for this delivery, as data (`render -o json`). Secrets are not shown:
+    the webhook URL, the signature and custom header values are placeholders."""
     sub, event = delivery.subscription, delivery.event
     target = sub.target
     if isinstance(target, WebhookTarget):
@@ -40,25 +41,50 @@ def render(delivery: Delivery, settings: Settings) -> str:
             **({"webhook-signature": "v1,<HMAC-SHA256>"} if target.secret else {}),
             **dict.fromkeys(target.headers, "<set>"),
         }
-        head = "\n".join(f"{k}: {v}" for k, v in headers.items())
-        body = json.dumps(json.loads(event.body), indent=2, ensure_ascii=False)
-        return f"POST <webhook url>\n{head}\n\n{body}"
+        return {
+            "method": "POST",
+            "url": "<webhook url>",
+            "headers": headers,
+            "body": json.loads(event.body),
+        }
     if isinstance(target, SlackTarget | SlackWebhookTarget):
         message = slack_message(event, sub)
         payload: dict[str, Any] = {"text": message.text, "blocks": message.blocks}
         if isinstance(target, SlackTarget):
             payload = {"channel": target.channel, "username": target.username, **payload}
-        return json.dumps(payload, indent=2, ensure_ascii=False)
+        return {"payload": payload}
     if isinstance(target, EmailTarget):
         mail = email_message(event, sub)
-        sender = settings.smtp.sender if settings.smtp else "<smtp.from>"
-        lines = [f"From: {sender}", f"To: {', '.join(target.to)}"]
-        if target.cc:
-            lines.append(f"Cc: {', '.join(target.cc)}")
-        lines += [f"Subject: {mail.subject}", "", mail.text, "", "--- HTML part ---", mail.html]
-        return "\n".join(lines)
+        return {
+            "from": settings.smtp.sender if settings.smtp else "<smtp.from>",
+            "to": list(target.to),
+            "cc": list(target.cc),
+            "subject": mail.subject,
+            "text": mail.text,
+            "html": mail.html,
+        }
     assert isinstance(target, LogTarget)
-    return text_message(event, sub)
+    return {"text": text_message(event, sub)}
+
+
+def render(delivery: Delivery, settings: Settings) -> str:
+    """What would be sent for this delivery, as a person reads it. Secrets are not shown."""
+    data = preview(delivery, settings)
+    target = delivery.subscription.target
+    if isinstance(target, WebhookTarget):
+        head = "\n".join(f"{k}: {v}" for k, v in data["headers"].items())
+        body = json.dumps(data["body"], indent=2, ensure_ascii=False)
+        return f"POST <webhook url>\n{head}\n\n{body}"
+    if isinstance(target, SlackTarget | SlackWebhookTarget):
+        return json.dumps(data["payload"], indent=2, ensure_ascii=False)
+    if isinstance(target, EmailTarget):
+        lines = [f"From: {data['from']}", f"To: {', '.join(data['to'])}"]
+        if data["cc"]:
+            lines.append(f"Cc: {', '.join(data['cc'])}")
+        lines += [f"Subject: {data['subject']}", "", data["text"], "", "--- HTML part ---"]
+        return "\n".join([*lines, data["html"]])
+    text: str = data["text"]
+    return text
 
 
 async def send_once(channel: Channel, delivery: Delivery) -> SendResult:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -263,3 +264,23 @@ async def publish_events(
 ) -> None:
     for event in events:
         await publish_raw(amqp, names.exchange, event["type"], encode(event))
+
+
+async def run_cli(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    """Run `dispatcher ARGS` as a process, without blocking the loop that serves the test's
+    peers: (exit code, stdout, stderr). Killed after 60 s."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "dispatcher", *args),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(60):
+            out, err = await process.communicate(stdin)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

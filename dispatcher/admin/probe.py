@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
 from dispatcher.settings import Settings, parse_listen
 
@@ -20,19 +21,38 @@ def probe_url(listen: str, path: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
-def probe(settings: Settings, *, ready: bool) -> tuple[bool, str]:
-    """(healthy, what to print). Uses the admin server, else the metrics server."""
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What the daemon answered: `status` and `body` when it answered at all, else `reason`."""
+
+    healthy: bool
+    url: str | None
+    status: int | None = None
+    body: str = ""
+    reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        where = f"{self.url}: " if self.url else ""
+        if self.status is not None:
+            return f"{where}{self.status} {self.body}"
+        return f"{where}{self.reason}"
+
+
+def probe(settings: Settings, *, ready: bool) -> Probe:
+    """Ask the admin server, else the metrics server."""
     listen = settings.admin.listen or settings.metrics.listen
     if listen is None:
-        return False, "neither admin.listen nor metrics.listen is set: nothing to ask"
+        reason = "neither admin.listen nor metrics.listen is set: nothing to ask"
+        return Probe(False, None, reason=reason)
     if parse_listen(listen)[1] == 0:
-        return False, f"{listen}: port 0 (any free port) cannot be probed; configure a port"
+        reason = f"{listen}: port 0 (any free port) cannot be probed; configure a port"
+        return Probe(False, None, reason=reason)
     url = probe_url(listen, "/readyz" if ready else "/healthz")
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as answer:  # noqa: S310 -- http only
-            return True, f"{url}: {answer.status} {answer.read().decode(errors='replace')}"
+            return Probe(True, url, answer.status, answer.read().decode(errors="replace"))
     except urllib.error.HTTPError as exc:
-        return False, f"{url}: {exc.code} {exc.read().decode(errors='replace')}"
+        return Probe(False, url, exc.code, exc.read().decode(errors="replace"))
     except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return False, f"{url}: {reason}"
+        return Probe(False, url, reason=str(getattr(exc, "reason", exc)))

@@ -504,7 +504,7 @@ async def test_purge_removes_only_the_chosen(
     code, out, err = await run(
         capsys, "dead-letters", "purge", "-c", str(world.config), "--subscription", "nobody", "-y"
     )
-    assert (code, out) == (0, "no dead letters match (3 dead letters in queue)\n")
+    assert (code, out) == (3, "no dead letters match (3 dead letters in queue)\n")  # nothing chosen
 
 
 async def test_purge_with_a_limit_takes_the_first_n_in_queue_order(
@@ -586,7 +586,7 @@ async def test_before_dispatcher_ever_ran_there_is_nothing_and_nothing_is_create
     assert (code, out) == (0, "0 dead letters shown of 0 in queue\n")
     assert f"the dead-letter queue {names.dead_letter_queue!r} does not exist yet" in err
     code, out, err = await command("dead-letters", "replay", "-c", str(config), "--dry-run")
-    assert (code, out) == (0, "no dead letters match (0 dead letters in queue)\n"), err
+    assert (code, out) == (3, "no dead letters match (0 dead letters in queue)\n"), err
     with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
         await queue_depth(amqp, names.dead_letter_queue)
 

@@ -5,7 +5,6 @@ channel's limit held across three processes sharing Redis (one of them killed)."
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.support import (
     drain_queue,
     publish_events,
     queue_depth,
+    run_cli,
     running,
     settled,
     wait_for_depth,
@@ -112,15 +112,9 @@ async def test_a_hanging_receiver_does_not_hold_up_a_healthy_one(
 
 async def dispatcher_cli(*args: str) -> str:
     """Run `dispatcher ARGS` to its end; what it printed (it must exit 0)."""
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "dispatcher", *args),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    return out.decode()
+    code, out, err = await run_cli(*args)
+    assert code == 0, err
+    return out
 
 
 def failing_target(tmp_path: Path, names: BrokerNames, sink: Sink) -> Path:

@@ -3,9 +3,7 @@ peers on loopback: what a person sees when checking a fresh token or password.""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from tests.integration.smtp_server import (  # noqa: F401  (pytest fixtures, fou
     SmtpServer,
     smtp_server_fixture,
 )
+from tests.support import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -26,25 +25,7 @@ TOKEN = "xoxb-3333-4444-cli-test-token"
 WRONG_TOKEN = "xoxb-9999-9999-revoked-token"
 
 
-async def cli(*args: str) -> tuple[int, str, str]:
-    """Run `dispatcher ARGS` without blocking the loop that serves the stand-ins."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dispatcher",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(60):
-            out, err = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+cli = run_cli
 
 
 def config(path: Path, subscriptions: list[dict[str, Any]], **top: Any) -> Path:

@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
@@ -28,7 +28,9 @@ BROKER_URL_ENV = "DISPATCHER_BROKER_URL"
 #: more values than this means aliases nested to blow up the walk ("billion laughs")
 _MAX_VALUES = 100_000
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
-_REFERENCE = re.compile(r"\$(\$\{)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+#: `${NAME}` or `${NAME:-default}`; the JSON Schema of the file takes one wherever a value goes
+REFERENCE = r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"
+_REFERENCE = re.compile(r"\$(\$\{)|" + REFERENCE + r"|\$\{")
 _BAD_REFERENCE = "a '${' must open ${NAME} or ${NAME:-default}; write $${ for a literal '${'"
 
 #: where a value sits in the data: mapping keys and list indices from the top
@@ -51,6 +53,17 @@ class _Parsed(NamedTuple):
     lines: dict[DataPath, int]
     issues: list[_Issue]
     problems: list[ConfigProblem]
+
+
+class Trace(NamedTuple):
+    """Where the values of a loaded config came from, for `dispatcher config show`."""
+
+    data: Any  # the combined data, `${VAR}` references expanded
+    #: the file and line each data path is written at (`$DISPATCHER_BROKER_URL`, None: overridden)
+    where: dict[DataPath, tuple[str, int | None]]
+    #: the environment variables whose values went into each string
+    variables: dict[DataPath, list[str]]
+    field: Callable[[DataPath], str]  # a data path for people: `subscriptions[ops].target.url`
 
 
 class _Walker:
@@ -179,6 +192,7 @@ class _Config:
         self.issues = list(main.issues)
         self.problems: list[ConfigProblem] = []
         self.unset: set[DataPath] = set()  # values an unset variable left empty
+        self.variables: dict[DataPath, list[str]] = {}  # for Trace
         self.file_start: int | None = None  # the first subscription read from subscriptions_file
         self.names_clash = False
 
@@ -214,6 +228,8 @@ class _Config:
             if found is None and default is None:
                 self.issues.append(_Issue(path, f"environment variable {name} is not set"))
                 self.unset.add(path)
+            if found is not None and (found or default is None):
+                self.variables.setdefault(path, []).append(name)
             return default if default is not None and not found else found or ""
 
         return _REFERENCE.sub(replace, value)
@@ -227,6 +243,7 @@ class _Config:
         self.where[path] = ("$" + BROKER_URL_ENV, None)
         self.issues = [issue for issue in self.issues if issue.path != path]
         self.unset.discard(path)
+        self.variables = {p: v for p, v in self.variables.items() if p[: len(path)] != path}
 
     def include_subscriptions(self) -> None:
         ref, inline = self.data.get("subscriptions_file"), self.data.get("subscriptions", [])
@@ -375,6 +392,13 @@ def load_settings(
 
     `environ` (default `os.environ`) supplies `${VAR}` references and `DISPATCHER_BROKER_URL`.
     """
+    return load_traced(path, environ)[0]
+
+
+def load_traced(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> tuple[Settings, Trace]:
+    """`load_settings`, and where each value came from."""
     file = os.fspath(path)
     try:
         text = _read(file)
@@ -388,7 +412,9 @@ def load_settings(
     if not isinstance(main.data, dict):
         message = "the top level must be a mapping of settings"
         raise ConfigError([ConfigProblem(file, main.lines.get(()), "", message)])
-    return _Config(main, os.environ if environ is None else environ).load()
+    config = _Config(main, os.environ if environ is None else environ)
+    settings = config.load()
+    return settings, Trace(config.data, config.where, config.variables, config.field)
 
 
 def summarize(settings: Settings) -> str:

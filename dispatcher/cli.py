@@ -18,6 +18,7 @@ from dispatcher import __version__, deadletter_cli
 from dispatcher.cli_output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_NOTHING,
     EXIT_OK,
     EXIT_TABLE,
     EXIT_USAGE,
@@ -35,7 +36,7 @@ from dispatcher.errors import (
     DispatcherError,
     UnknownSubscription,
 )
-from dispatcher.events import MATCH_ATTRIBUTES
+from dispatcher.events import MATCH_ATTRIBUTES, Event
 from dispatcher.settings import Settings
 
 EXIT_CONFIG = EXIT_USAGE  # the name older callers use
@@ -130,6 +131,26 @@ def _parser() -> argparse.ArgumentParser:
     render = command("render", "print what a subscription would send")
     render.add_argument("subscription", help="the subscription's name")
     render.add_argument("event", help="a file holding the event as structured-mode JSON (-: stdin)")
+
+    match = command("match", "which subscriptions an event reaches, and why not the others")
+    match.add_argument("event", help="a file holding the event as structured-mode JSON (-: stdin)")
+    match.add_argument(
+        "--expect",
+        metavar="A,B",
+        help="the names the event must reach, exactly (comma-separated; '' for none): "
+        "exit 1 when it reaches another set",
+    )
+
+    config = command(
+        "config", "the effective config, and its JSON Schema", config=False, output=False
+    )
+    config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    show = config_actions.add_parser(
+        "show", help="every setting after ${VAR} expansion and defaults, and where it came from"
+    )
+    _config_arg(show)
+    output_arg(show)
+    config_actions.add_parser("schema", help="the JSON Schema of the config file, for editors")
 
     command("status", "queue depths and consumers, read from the broker")
 
@@ -332,17 +353,12 @@ def _cmd_targets(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from dispatcher import preview
     from dispatcher.channels.base import Delivery
-    from dispatcher.events import InvalidEvent, decode
 
     settings = _load(args.config)
     subscription = preview.find(settings, args.subscription)
-    try:
-        body = read_input(args.event)
-    except OSError as exc:
-        return emit_error(args, "usage", EXIT_USAGE, f"cannot read {args.event}: {exc.strerror}")
-    event = decode(body, max_bytes=settings.broker.max_event_bytes)
-    if isinstance(event, InvalidEvent):
-        return emit_error(args, "invalid_event", EXIT_USAGE, f"{args.event}: {event.reason}")
+    event = _read_event(args, settings)
+    if isinstance(event, int):
+        return event
     delivery = Delivery.of(event, subscription)
     data = {
         "subscription": subscription.name,
@@ -352,6 +368,68 @@ def _cmd_render(args: argparse.Namespace) -> int:
     }
     emit(args, data, preview.render(delivery, settings))
     return EXIT_OK
+
+
+def _cmd_match(args: argparse.Namespace) -> int:
+    from dispatcher.subscriptions.explain import explain
+
+    settings = _load(args.config)
+    event = _read_event(args, settings)
+    if isinstance(event, int):
+        return event
+    explanations = explain(settings.subscriptions, event)
+    reached = [e.subscription for e in explanations if e.reached]
+    data: dict[str, Any] = {
+        "event": {"id": event.id, "type": event.type},
+        "reached": reached,
+        "subscriptions": [e.record() for e in explanations],
+    }
+    lines = [f"{event.type} (id {event.id}) reaches {len(reached)} of {len(explanations)}:"]
+    lines += [f"  + {e.subscription}" for e in explanations if e.reached]
+    lines += [f"  - {e.describe()}" for e in explanations if not e.reached]
+    code = EXIT_OK if reached else EXIT_NOTHING
+    if args.expect is not None:
+        expected = sorted({name.strip() for name in args.expect.split(",") if name.strip()})
+        data["expected"] = expected
+        if sorted(reached) == expected:
+            code = EXIT_OK
+        else:
+            message = (
+                f"expected {', '.join(expected) or 'none'}; reached {', '.join(reached) or 'none'}"
+            )
+            data["error"] = {"code": "unexpected_match", "exit": EXIT_FAILED, "message": message}
+            lines.append(f"not as expected: {message}")
+            code = EXIT_FAILED
+    elif not reached:
+        message = "no subscription matches"
+        data["error"] = {"code": "nothing_matched", "exit": EXIT_NOTHING, "message": message}
+    emit(args, data, "\n".join(lines))
+    return code
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from dispatcher import introspect
+
+    if args.action == "schema":
+        print(dumps(introspect.config_schema()))
+        return EXIT_OK
+    settings = introspect.effective_config(args.config)
+    emit(args, introspect.as_json(settings), introspect.render_text(settings))
+    return EXIT_OK
+
+
+def _read_event(args: argparse.Namespace, settings: Settings) -> Event | int:
+    """The event in `args.event` (a file, or `-` for stdin), or the exit code of why not."""
+    from dispatcher.events import InvalidEvent, decode
+
+    try:
+        body = read_input(args.event)
+    except OSError as exc:
+        return emit_error(args, "usage", EXIT_USAGE, f"cannot read {args.event}: {exc.strerror}")
+    event = decode(body, max_bytes=settings.broker.max_event_bytes)
+    if isinstance(event, InvalidEvent):
+        return emit_error(args, "invalid_event", EXIT_USAGE, f"{args.event}: {event.reason}")
+    return event
 
 
 def read_input(path: str) -> bytes:
@@ -411,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "publish": _cmd_publish,
         "test-target": _cmd_test_target,
         "render": _cmd_render,
+        "match": _cmd_match,
+        "config": _cmd_config,
         "targets": _cmd_targets,
         "status": _cmd_status,
         "health": _cmd_health,
@@ -419,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "completion": _cmd_completion,
     }
     try:
-        if args.command not in _NO_CONFIG:
+        if args.command not in _NO_CONFIG and getattr(args, "action", None) != "schema":
             args.config = config_path(args.config)
         return handlers[args.command](args)
     except ConfigError as exc:

@@ -3,6 +3,7 @@ comes from, and what is printed where."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -67,3 +68,116 @@ def test_no_config_anywhere_is_a_usage_error_naming_what_was_tried(
         captured.err
     )
     assert f"{cli.DEFAULT_CONFIG} (absent)" in captured.err
+
+
+ROUTES = """
+subscriptions:
+  - name: all-failures
+    events: ["deployment.failed"]
+    target: {type: log}
+  - name: prod-only
+    events: ["deployment.*"]
+    filter: {environments: ["prod-*"]}
+    target: {type: log}
+  - name: files
+    events: ["file.*"]
+    target: {type: log}
+  - name: paused
+    enabled: false
+    events: ["*"]
+    target: {type: log}
+"""
+
+
+@pytest.fixture
+def routes(tmp_path: Path) -> Path:
+    path = tmp_path / "routes.yaml"
+    path.write_text(ROUTES)
+    return path
+
+
+def event_file(tmp_path: Path, event_type: str, environment: str | None = None) -> Path:
+    from dispatcher.events import encode, new_event
+
+    path = tmp_path / "event.json"
+    event = new_event(event_type, "test")
+    if environment is not None:
+        event["environment"] = environment
+    path.write_bytes(encode(event))
+    return path
+
+
+def test_match_says_what_an_event_reaches_and_what_ruled_out_the_others(
+    routes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = event_file(tmp_path, "deployment.failed", environment="staging")
+    assert cli.main(["match", str(event), "-c", str(routes), "-o", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["reached"] == ["all-failures"]
+    why = {s["subscription"]: s for s in result["subscriptions"]}
+    assert why["prod-only"]["ruled_out_by"] == "filter.environments"
+    assert (why["prod-only"]["actual"], why["prod-only"]["expected"]) == ("staging", ["prod-*"])
+    assert why["files"]["ruled_out_by"] == "events"
+    assert why["paused"]["ruled_out_by"] == "enabled"
+    assert cli.main(["match", str(event), "-c", str(routes)]) == 0
+    text = capsys.readouterr().out
+    assert "  + all-failures" in text
+    assert "  - prod-only: filter.environments: environment 'staging' does not match 'prod-*'" in (
+        text
+    )
+
+
+def test_match_expect_passes_fails_and_nothing_matched_is_exit_3(
+    routes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = event_file(tmp_path, "deployment.failed", environment="prod-eu")
+    argv = ["match", str(event), "-c", str(routes)]
+    assert cli.main([*argv, "--expect", "prod-only,all-failures"]) == 0
+    capsys.readouterr()
+    assert cli.main([*argv, "--expect", "all-failures", "-o", "json"]) == 1
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["code"] == "unexpected_match"
+    assert error["message"] == "expected all-failures; reached all-failures, prod-only"
+    nothing = event_file(tmp_path, "secret.created")
+    assert cli.main(["match", str(nothing), "-c", str(routes)]) == 3
+    assert "reaches 0 of 4" in capsys.readouterr().out
+    assert cli.main(["match", str(nothing), "-c", str(routes), "--expect", ""]) == 0
+
+
+def test_config_show_never_prints_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets = {
+        "BROKER_PASSWORD": "br0ker-pw-s3cret",
+        "HOOK_KEY": "whsec_a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
+        "SLACK_TOKEN": "xoxb-1111-2222-config-show-token",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "broker:\n"
+        "  url: amqp://guest:${BROKER_PASSWORD}@127.0.0.1:5672/\n"
+        "subscriptions:\n"
+        "  - name: hook\n"
+        '    events: ["*"]\n'
+        "    target: {type: webhook, url: 'https://hooks.example.com/T0/very-secret-path',"
+        " secret: '${HOOK_KEY}'}\n"
+        "  - name: slack\n"
+        '    events: ["*"]\n'
+        "    target: {type: slack, token: '${SLACK_TOKEN}', channel: '#ops'}\n"
+    )
+    for output in ("text", "json"):
+        assert cli.main(["config", "show", "-c", str(config), "-o", output]) == 0
+        out = capsys.readouterr().out
+        for secret in [*secrets.values(), "very-secret-path"]:
+            assert secret not in out
+    settings = {s["key"]: s for s in json.loads(out)["settings"]}
+    assert settings["broker.url"] == {
+        "key": "broker.url",
+        "value": "amqp://guest:***@127.0.0.1:5672/",
+        "origin": "$BROKER_PASSWORD",
+    }
+    assert settings["subscriptions[slack].target.token"]["value"] == "***"
+    assert settings["broker.prefetch"]["origin"] == "default"
+    assert settings["subscriptions[hook].events"]["origin"] == f"{config}:5"

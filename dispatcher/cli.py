@@ -10,7 +10,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 
@@ -68,8 +68,22 @@ def config_path(given: str | None, environ: Mapping[str, str] = os.environ) -> s
     raise ConfigError([ConfigProblem("dispatcher", None, "", f"no config file: tried {tried}")])
 
 
+class UsageError(Exception):
+    """What argparse would print before exiting 2: raised instead, so that `-o json` can answer
+    with an error document too."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dispatcher",
         description="Turns events on RabbitMQ into notifications.",
         epilog=EXIT_TABLE,
@@ -480,9 +494,27 @@ def _cmd_completion(args: argparse.Namespace) -> int:
 _NO_CONFIG = frozenset({"version", "completion"})
 
 
+def _json_asked(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for `-o json`, read before (or without) parsing it."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(
+        (word in ("-o", "--output") and after == "json") or word in ("-ojson", "--output=json")
+        for word, after in pairs
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+        if _json_asked(argv):
+            error = {"code": "usage", "exit": EXIT_USAGE, "message": f"{exc.parser.prog}: {exc}"}
+            print(dumps({"error": error}))
+        return EXIT_USAGE
     handlers = {
         "run": _cmd_run,
         "check-config": _cmd_check,

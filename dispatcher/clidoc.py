@@ -15,7 +15,8 @@ HEADER = """# dispatcher command-line reference
 
 Generated from the parser by `scripts/docs`; a test keeps it in step. `--config`/`-c` and
 `-o`/`--output` are accepted before or after the command. Without `--config`,
-`$DISPATCHER_CONFIG` is read, then `/etc/dispatcher/dispatcher.yaml`.
+`$DISPATCHER_CONFIG` is read, then `/etc/dispatcher/dispatcher.yaml`. What `-o json` prints,
+command by command: [json-output.md](json-output.md).
 """
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 PROGRESS_EVERY = 1000
 
 
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     """Add `dead-letters` and its three actions to the `dispatcher` command."""
     from dispatcher.cli import _config_arg
     from dispatcher.cli_output import output_arg

@@ -295,6 +295,15 @@ class DeadLetterQueue:
         self._channel = channel
         self.name = broker.dead_letter_queue
         self.depth = depth
+        self.acked = 0  # dead letters removed on this channel
+
+    async def settled(self) -> None:
+        """Wait until the broker has applied this channel's acks. An ack has no answer, and a
+        quorum queue that sees the channel close before it applied the acks sent just before
+        returns those messages (seen on RabbitMQ 3.10 with a delivery limit: a replayed dead
+        letter stayed). A `basic.get` on the same channel and queue is answered only once the
+        queue applied what the channel sent before it; what it fetches goes back on close."""
+        await self._channel.basic_get(self.name, no_ack=False, timeout=OP_TIMEOUT_S)
 
     async def read(self, selection: Selection, limit: int = 0) -> AsyncIterator[DeadLetter]:
         """The dead letters `selection` chooses, in queue order, each held until the channel
@@ -315,6 +324,7 @@ class DeadLetterQueue:
         """Remove `letters` from the queue; the number removed."""
         for done, letter in enumerate(letters, 1):
             await self._channel.basic_ack(letter.tag)
+            self.acked += 1
             if progress is not None:
                 progress(done, len(letters))
         return len(letters)
@@ -339,6 +349,7 @@ class DeadLetterQueue:
                     failed.append(Failed(sent.letter, answer))
                 elif lost is None:  # acks after a lost channel would fail anyway
                     await self._channel.basic_ack(sent.letter.tag)
+                    self.acked += 1
                     done += 1
                     if progress is not None:
                         progress(done, len(replacements))
@@ -389,7 +400,10 @@ async def opened(
         except aiormq.exceptions.ChannelNotFoundEntity:  # the broker closed that channel
             depth = None
             channel = await connection.channel(publisher_confirms=True)
-        yield DeadLetterQueue(broker, channel, depth)
+        queue = DeadLetterQueue(broker, channel, depth)
+        yield queue
+        if queue.acked and depth is not None:
+            await queue.settled()
         await asyncio.wait_for(channel.close(), OP_TIMEOUT_S)  # not a nack: see the docstring
     except BROKER_FAILURES as exc:
         where = f"the dead-letter queue {broker.dead_letter_queue!r} at {broker.safe_url}"

@@ -4,8 +4,11 @@ Each command runs as the real process against the real broker and loopback recei
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import socket
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -189,3 +192,49 @@ async def test_dead_letters_replay_json_and_nothing_selected(
     assert report["to"] == {f"{names.queue}.deliveries": 1}
     [chosen] = report["chosen"]
     assert (chosen["event_id"], chosen["reason"]) == (event_id, "permanent_failure")
+
+
+async def test_targets_enable_json(tmp_path: Path, names: BrokerNames, sink: Sink) -> None:
+    config = write_config(tmp_path / "c.yaml", names, [hook(sink)])
+    code, out, err = await run_cli(
+        "targets", "enable", "--key", "webhook:abc", "-c", str(config), "-o", "json"
+    )
+    assert code == 0, err
+    assert json.loads(out) == {"target": "webhook:abc", "sent": True}
+
+
+async def test_interrupted_is_exit_130_with_its_document(tmp_path: Path, sink: Sink) -> None:
+    # a "broker" that takes the connection and never answers: status waits on it until SIGINT
+    connected = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = tmp_path / "c.yaml"
+    config.write_text(f"broker: {{url: 'amqp://guest:guest@127.0.0.1:{port}/'}}\n")
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "dispatcher", "status", "-c", str(config), "-o", "json"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            await connected.wait()
+            process.send_signal(signal.SIGINT)
+            out, _ = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        server.close()
+        await server.wait_closed()
+    assert process.returncode == 130
+    assert json.loads(out)["error"] == {
+        "code": "interrupted",
+        "exit": 130,
+        "message": "interrupted",
+    }

@@ -321,9 +321,8 @@ async def test_list_filters_and_limits(world: World, capsys: pytest.CaptureFixtu
     assert (
         out.splitlines()[-1] == "1 dead letter shown of 4 in queue (--limit 1; --limit 0 shows all)"
     )
-    with pytest.raises(SystemExit) as exit:  # argparse exits before any broker work
-        main([*base, "--reason", "flaky"])
-    assert exit.value.code == 2
+    assert main([*base, "--reason", "flaky"]) == 2  # refused before any broker work
+    assert "'flaky': not one of invalid_event" in capsys.readouterr().err
     await world.settles(world.broker.dead_letter_queue, 4)
 
 
@@ -512,7 +511,7 @@ async def test_purge_with_a_limit_takes_the_first_n_in_queue_order(
 ) -> None:
     await park_all(world)
     code, out, err = await run(capsys, "dead-letters", "list", "-c", str(world.config), "--json")
-    _first, *rest = [json.loads(line)["id"] for line in out.splitlines()]
+    _first, *rest = [json.loads(line)["id"] for line in out.splitlines()]  # in queue order
     code, out, err = await run(
         capsys, "dead-letters", "purge", "-c", str(world.config), "--limit", "1", "-y"
     )
@@ -521,7 +520,8 @@ async def test_purge_with_a_limit_takes_the_first_n_in_queue_order(
     assert "the first 1 that match (--limit); more may match" in err
     await world.settles(world.broker.dead_letter_queue, len(rest))
     code, out, err = await run(capsys, "dead-letters", "list", "-c", str(world.config), "--json")
-    assert [json.loads(line)["id"] for line in out.splitlines()] == rest
+    # the first was purged; the others stay (the order may change: see DeadLetterQueue.settled)
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == sorted(rest)
 
 
 async def test_replay_of_many_reports_progress(

@@ -181,3 +181,20 @@ def test_config_show_never_prints_a_secret(
     assert settings["subscriptions[slack].target.token"]["value"] == "***"
     assert settings["broker.prefetch"]["origin"] == "default"
     assert settings["subscriptions[hook].events"]["origin"] == f"{config}:5"
+
+
+def test_a_usage_error_is_exit_2_and_a_json_document_when_json_was_asked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["-o", "json", "status", "--nope"]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["error"] == {
+        "code": "usage",
+        "exit": 2,
+        "message": "dispatcher: unrecognized arguments: --nope",
+    }
+    assert "usage: dispatcher" in captured.err
+    assert cli.main(["dead-letters", "purge", "--limit", "x"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # text: nothing on stdout
+    assert "not a number of dead letters: 'x'" in captured.err

@@ -62,3 +62,18 @@ def test_completion_scripts_parse(shell: str, capsys: pytest.CaptureFixture[str]
         pytest.skip(f"{shell} is not installed: the script was generated, not parsed")
     done = subprocess.run([binary, "-n"], input=script, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
+
+
+def test_every_error_code_the_commands_use_is_documented() -> None:
+    import re
+
+    sources = "".join(
+        (ROOT / "dispatcher" / name).read_text() for name in ("cli.py", "deadletter_cli.py")
+    )
+    used = set(re.findall(r'emit_error\(\s*args,\s*"([a-z_]+)"', sources))
+    used |= set(re.findall(r'"code": "([a-z_]+)"', sources))
+    assert used >= {"config", "usage", "target_failed", "interrupted", "nothing_matched"}
+    documented = set(
+        re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs/json-output.md").read_text(), re.M)
+    )
+    assert used <= documented, used - documented

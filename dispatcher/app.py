@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,7 +25,6 @@ from dispatcher.channels.email import EmailChannel
 from dispatcher.channels.log import LogChannel
 from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
 from dispatcher.channels.webhook import WebhookChannel
-from dispatcher.config import load_settings
 from dispatcher.delivery.breaker import BreakerState
 from dispatcher.delivery.deliverer import Deliverer
 from dispatcher.delivery.isolation import Isolation, IsolationSettings
@@ -45,13 +44,25 @@ from dispatcher.subscriptions.models import (
     Subscription,
     WebhookTarget,
 )
+from dispatcher.subscriptions.store import MemoryStore, SubscriptionStore, YamlStore
 from dispatcher.systemd import Notifier, StatusLine, supervise
 
 log = structlog.get_logger(__name__)
 
 
 def secrets_of(settings: Settings) -> Iterator[str]:
-    """Every secret value in the settings, for the log redactor."""
+    """Every secret value in the settings and their subscriptions, for the log redactor."""
+    yield from settings_secrets(settings)
+    yield from subscription_secrets(settings.subscriptions)
+
+
+def subscription_secrets(subscriptions: Iterable[Subscription]) -> Iterator[str]:
+    for sub in subscriptions:
+        yield from _target_secrets(sub)
+
+
+def settings_secrets(settings: Settings) -> Iterator[str]:
+    """The secrets of the settings themselves: broker, Redis and SMTP credentials."""
     urls = list(settings.broker.all_urls)
     if settings.rate_limits.redis_url is not None:
         urls.append(settings.rate_limits.redis_url.get_secret_value())
@@ -60,8 +71,6 @@ def secrets_of(settings: Settings) -> Iterator[str]:
         yield from url_secrets(url)
     if settings.smtp is not None and settings.smtp.password is not None:
         yield settings.smtp.password.get_secret_value()
-    for sub in settings.subscriptions:
-        yield from _target_secrets(sub)
 
 
 def _target_secrets(sub: Subscription) -> Iterator[str]:
@@ -135,16 +144,27 @@ class App:
         settings: Settings,
         *,
         config_path: str | Path | None = None,
+        store: SubscriptionStore | None = None,
         redactor: SecretRedactor | None = None,
         notifier: Notifier | None = None,
     ) -> None:
+        """`store` holds the subscriptions (default: the config file's, `YamlStore`, or with no
+        file the settings' own, `MemoryStore`); they are loaded when `run()` starts."""
         self.settings = settings
+        if store is None:
+            store = (
+                MemoryStore(settings.subscriptions)
+                if config_path is None
+                else YamlStore(config_path, settings)
+            )
+        self.store = store
+        self._loaded = False
+        self._reloads: set[asyncio.Task[bool]] = set()
         self.metrics = Metrics()
         self._notifier = notifier
         self._stopping = False
-        self._config_path = config_path
         self._redactor = redactor or SecretRedactor()
-        self._redactor.update(secrets_of(settings))
+        self._redactor.update(settings_secrets(settings))
         delivery = settings.delivery
         self.channels = build_channels(settings)
         self.limiter = build_limiter(settings)
@@ -174,7 +194,7 @@ class App:
         )
         self.messages = Messages(settings.broker)
         self.pipeline = Pipeline(
-            Matcher(settings.subscriptions),
+            Matcher([]),  # until the store's set is loaded, before consuming starts
             self.deliverer,
             max_event_bytes=settings.broker.max_event_bytes,
             metrics=self.metrics,
@@ -231,15 +251,12 @@ class App:
         broker = self.settings.broker
         roles = {q.name: role_label(q.name, broker) for q in self.topology.queues}
         self.metrics.watch_queues(roles, self.consumer.depths)
-        for target_type in sorted({sub.target.type for sub in self.settings.subscriptions}):
-            self.metrics.target(target_type)  # their series show 0 before the first delivery
 
     def readiness(self) -> Readiness:
-        """For /readyz: subscriptions are loaded before the App exists (the SQL store, when it
-        comes, will load them asynchronously and say so here)."""
+        """For /readyz: ready once the store's subscriptions are loaded and consuming."""
         return Readiness(
             broker_connected=self.consumer.ready,
-            subscriptions_loaded=True,
+            subscriptions_loaded=self._loaded,
             subscriptions=len(self.pipeline.matcher),
             stopping=self._stopping,
         )
@@ -250,26 +267,39 @@ class App:
         self._stopping = True
         self.consumer.stop()
 
-    def reload(self) -> None:
-        """Re-read the subscriptions; a config that does not load leaves the running ones."""
-        if self._config_path is None:
-            log.warning("reload ignored: no config file to reload from")
-            return
+    def reload(self) -> asyncio.Task[bool]:
+        """Re-read the subscriptions from the store (SIGHUP), in the background."""
+        task = asyncio.get_running_loop().create_task(self.refresh())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+        return task
+
+    async def refresh(self) -> bool:
+        """Load the store's set and match against it from now on; whether it was applied. A
+        set that does not load, or needs what this process lacks, leaves the running one."""
+        first = not self._loaded
         try:
-            fresh = load_settings(self._config_path)
-        except ConfigError as exc:
-            log.error("reload refused; keeping the running subscriptions", problems=str(exc))
-            return
-        if "email" not in self.channels and any(
-            s.target.type == "email" for s in fresh.subscriptions
-        ):
+            fresh = await self.store.load()
+        except (ConfigError, ValueError) as exc:
+            what = "cannot load the subscriptions" if first else "reload refused"
+            log.error(f"{what}; keeping the running subscriptions", problems=str(exc))
+            return False
+        if not self._apply(fresh):
+            return False
+        if not first:
+            log.info("subscriptions reloaded", subscriptions=len(self.pipeline.matcher))
+        return True
+
+    def _apply(self, subscriptions: Sequence[Subscription]) -> bool:
+        if "email" not in self.channels and any(s.target.type == "email" for s in subscriptions):
             log.error("reload refused: email targets need the `smtp:` section; restart to add it")
-            return
-        if fresh.smtp != self.settings.smtp or fresh.slack != self.settings.slack:
-            log.warning("`smtp:` or `slack:` changed; restart to apply them")
-        self._redactor.update(secrets_of(fresh))
-        self.pipeline.matcher = Matcher(fresh.subscriptions)
-        log.info("subscriptions reloaded", subscriptions=len(self.pipeline.matcher))
+            return False
+        self._redactor.update(subscription_secrets(subscriptions))
+        self.pipeline.matcher = Matcher(subscriptions)  # one swap: the old set or the new
+        for target_type in sorted({sub.target.type for sub in subscriptions}):
+            self.metrics.target(target_type)  # their series show 0 before the first delivery
+        self._loaded = True
+        return True
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; 0 on a clean stop, 1 when the broker refuses our setup."""
@@ -277,14 +307,16 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        log.info(
-            "dispatcher starting",
-            subscriptions=len(self.pipeline.matcher),
-            broker=self.settings.broker.safe_url,
-            queue=self.settings.broker.queue,
-        )
         supervisor = None
         try:
+            if not await self.refresh():
+                return 1
+            log.info(
+                "dispatcher starting",
+                subscriptions=len(self.pipeline.matcher),
+                broker=self.settings.broker.safe_url,
+                queue=self.settings.broker.queue,
+            )
             if not await self._start_servers():
                 return 1
             if self._notifier is not None:
@@ -305,6 +337,7 @@ class App:
             await asyncio.gather(*(server.stop() for server in self.servers))
             await asyncio.gather(*(c.close() for c in self.channels.values()))
             await self.limiter.close()
+            await self.store.close()
         stats = self.pipeline.stats
         log.info(
             "dispatcher stopped",

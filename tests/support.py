@@ -24,6 +24,7 @@ from dispatcher.config import load_settings
 from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS
 from dispatcher.durations import duration_name, parse_duration
 from dispatcher.events import Event, decode, encode
+from dispatcher.subscriptions.store import SubscriptionStore
 
 #: the retry delays tests configure (their tier queues are deleted after each test)
 TEST_TIERS = ("100ms", "200ms", "300ms", "500ms", "1s", "2s", "3s", "5s")
@@ -230,10 +231,10 @@ async def start_sink() -> tuple[Sink, Callable[[], Awaitable[None]]]:
 
 
 @asynccontextmanager
-async def running(config: Path) -> AsyncIterator[App]:
+async def running(config: Path, store: SubscriptionStore | None = None) -> AsyncIterator[App]:
     """The daemon in this process, consuming, for the body of the `async with`; stopped after,
-    and it must exit 0."""
-    app = App(load_settings(config), config_path=config)
+    and it must exit 0. Its subscriptions come from `store` (default: the config file's)."""
+    app = App(load_settings(config), config_path=config, store=store)
     task = asyncio.create_task(app.run())
     try:
         async with asyncio.timeout(15):

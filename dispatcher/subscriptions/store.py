@@ -1,0 +1,91 @@
+"""Where subscriptions live: the seam the running daemon reads them through.
+
+The App asks a `SubscriptionStore` for the set it matches events against, when it starts and
+whenever it is told to look again (SIGHUP today; a file watch, a database notification or a
+polled change counter with the stores to come). A store hands over a whole set at a time, so a
+change never half-applies: matching uses the old set or the new one, never a mix.
+
+- `YamlStore`: the subscriptions of the config file (inline or `subscriptions_file`), read
+  with the same `file:line: field: message` errors as the rest of the config. The default.
+- `MemoryStore`: a set held in memory, for tests and for embedding.
+
+A store that cannot produce a valid set raises (`ConfigError` for a file); the App then keeps
+the set it has. Stores that people edit through an API (the SQL store) add create, update and
+delete to this protocol; what every store must do is held by one contract test suite
+(`tests/unit/test_store.py`), run against each implementation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import structlog
+
+from dispatcher.config import load_settings
+from dispatcher.settings import Settings
+from dispatcher.subscriptions.models import Subscription
+
+log = structlog.get_logger(__name__)
+
+
+class SubscriptionStore(Protocol):
+    #: names the store in logs, without secrets: `yaml:/etc/dispatcher/dispatcher.yaml`
+    description: str
+
+    async def load(self) -> Sequence[Subscription]:
+        """The current set, whole and valid (names unique), or an exception saying why not."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class YamlStore:
+    """The subscriptions of a config file, read anew on each `load()`.
+
+    `settings` are the ones the daemon started with: a file whose other sections changed since
+    is still read (only the subscriptions are applied), with one warning that those changes
+    need a restart.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], settings: Settings) -> None:
+        self._path = os.fspath(path)
+        self._settings = settings
+        self.description = f"yaml:{self._path}"
+
+    async def load(self) -> Sequence[Subscription]:
+        fresh = load_settings(self._path)
+        if fresh.smtp != self._settings.smtp or fresh.slack != self._settings.slack:
+            log.warning("`smtp:` or `slack:` changed; restart to apply them")
+        return tuple(fresh.subscriptions)
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryStore:
+    """A set held in memory; `replace()` swaps it, as an edit through an API would."""
+
+    description = "memory"
+
+    def __init__(self, subscriptions: Iterable[Subscription] = ()) -> None:
+        self._subscriptions = _checked(subscriptions)
+
+    def replace(self, subscriptions: Iterable[Subscription]) -> None:
+        self._subscriptions = _checked(subscriptions)
+
+    async def load(self) -> Sequence[Subscription]:
+        return self._subscriptions
+
+    async def close(self) -> None:
+        return None
+
+
+def _checked(subscriptions: Iterable[Subscription]) -> tuple[Subscription, ...]:
+    found = tuple(subscriptions)
+    names = [sub.name for sub in found]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"subscription names used twice: {', '.join(repr(n) for n in twice)}")
+    return found

@@ -5,14 +5,16 @@ Also serves health and metrics over HTTP and tells systemd how it is doing (sd_n
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import structlog
 
+from dispatcher.admin.api import Api
 from dispatcher.admin.http import HttpServer, Readiness, admin_app, metrics_app
 from dispatcher.admin.metrics import Metrics
 from dispatcher.amqp import control
@@ -20,7 +22,7 @@ from dispatcher.amqp.consumer import Consumer
 from dispatcher.amqp.messages import Messages, read_resume
 from dispatcher.amqp.status import role_label
 from dispatcher.amqp.topology import topology
-from dispatcher.channels.base import Channel, Delivery
+from dispatcher.channels.base import Channel, Delivery, SendFailed, SendResult
 from dispatcher.channels.email import EmailChannel
 from dispatcher.channels.log import LogChannel
 from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
@@ -32,10 +34,11 @@ from dispatcher.delivery.ratelimit import LocalRateLimiter, RateLimiter
 from dispatcher.delivery.redis_limiter import RedisRateLimiter
 from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.durations import parse_duration
-from dispatcher.errors import BrokerError, ConfigError
+from dispatcher.errors import BrokerError, DispatcherError
 from dispatcher.logs import SecretRedactor
 from dispatcher.pipeline import Incoming, Pipeline, Verdict
 from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_message
+from dispatcher.samples import sample_event
 from dispatcher.settings import Settings, url_secrets
 from dispatcher.subscriptions.matcher import Matcher
 from dispatcher.subscriptions.models import (
@@ -44,7 +47,7 @@ from dispatcher.subscriptions.models import (
     Subscription,
     WebhookTarget,
 )
-from dispatcher.subscriptions.store import MemoryStore, SubscriptionStore, YamlStore
+from dispatcher.subscriptions.store import MemoryStore, SubscriptionStore, YamlStore, watch
 from dispatcher.systemd import Notifier, StatusLine, supervise
 
 log = structlog.get_logger(__name__)
@@ -66,6 +69,10 @@ def settings_secrets(settings: Settings) -> Iterator[str]:
     urls = list(settings.broker.all_urls)
     if settings.rate_limits.redis_url is not None:
         urls.append(settings.rate_limits.redis_url.get_secret_value())
+    if settings.store.url is not None:
+        urls.append(settings.store.url.get_secret_value())
+    if settings.admin.token is not None:
+        yield settings.admin.token.get_secret_value()
     for url in urls:
         yield url
         yield from url_secrets(url)
@@ -138,6 +145,24 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     return channels
 
 
+def build_store(
+    settings: Settings,
+    config_path: str | Path | None,
+    environ: Mapping[str, str] = os.environ,
+) -> SubscriptionStore:
+    """The store `store.url` names: the config file's subscriptions when it names none (or, with
+    no file, the settings' own), else the database, its secrets encrypted with
+    `$DISPATCHER_SECRET_KEY` when set."""
+    if settings.store.url is None:
+        if config_path is None:
+            return MemoryStore(settings.subscriptions)
+        return YamlStore(config_path, settings)
+    from dispatcher.subscriptions.sql import SqlStore
+
+    key = environ.get("DISPATCHER_SECRET_KEY") or None
+    return SqlStore(settings.store.url.get_secret_value(), secret_key=key)
+
+
 class App:
     def __init__(
         self,
@@ -151,15 +176,10 @@ class App:
         """`store` holds the subscriptions (default: the config file's, `YamlStore`, or with no
         file the settings' own, `MemoryStore`); they are loaded when `run()` starts."""
         self.settings = settings
-        if store is None:
-            store = (
-                MemoryStore(settings.subscriptions)
-                if config_path is None
-                else YamlStore(config_path, settings)
-            )
-        self.store = store
+        self.store = build_store(settings, config_path) if store is None else store
         self._loaded = False
         self._reloads: set[asyncio.Task[bool]] = set()
+        self._loading = asyncio.Lock()  # one load at a time: the newest set is applied last
         self.metrics = Metrics()
         self._notifier = notifier
         self._stopping = False
@@ -234,11 +254,28 @@ class App:
         servers = []
         if self.settings.admin.listen is not None:
             app = admin_app(self, self.metrics)
+            token = self.settings.admin.token
+            if token is not None:
+                api = Api(
+                    self.store,
+                    token=token.get_secret_value(),
+                    tester=self._test_once,
+                    max_event_bytes=self.settings.broker.max_event_bytes,
+                )
+                app.add_subapp("/api/v1/", api.application())
             servers.append(HttpServer("admin", app, self.settings.admin.listen))
         if self.settings.metrics.listen is not None:
             app = metrics_app(self, self.metrics)
             servers.append(HttpServer("metrics", app, self.settings.metrics.listen))
         return servers
+
+    async def _test_once(self, subscription: Subscription) -> SendResult:
+        """One real attempt with a sample event (`POST /api/v1/subscriptions/{id}/test`)."""
+        channel = self.channels.get(subscription.target.type)
+        if channel is None:
+            reason = f"no channel for target type {subscription.target.type!r}"
+            return SendFailed(reason, retryable=False)
+        return await channel.send(Delivery.of(sample_event(subscription), subscription))
 
     def _watch_metrics(self) -> None:
         self.metrics.watch(
@@ -277,18 +314,74 @@ class App:
     async def refresh(self) -> bool:
         """Load the store's set and match against it from now on; whether it was applied. A
         set that does not load, or needs what this process lacks, leaves the running one."""
-        first = not self._loaded
+        async with self._loading:
+            first = not self._loaded
+            try:
+                fresh = await self.store.load()
+            except (DispatcherError, ValueError, OSError) as exc:
+                what = "cannot load the subscriptions" if first else "reload refused"
+                log.error(f"{what}; keeping the running subscriptions", problems=str(exc))
+                return False
+            if not self._apply(fresh):
+                return False
+            if not first:
+                log.info("subscriptions reloaded", subscriptions=len(self.pipeline.matcher))
+            return True
+
+    async def _open_store(self) -> bool:
+        """Migrate a database store's schema (unless `store.migrate: false`) and say once what
+        deserves saying about it; False when it cannot be opened."""
+        migrate = getattr(self.store, "migrate", None)
+        if migrate is None:
+            return True
+        if self.settings.subscriptions:
+            log.warning(
+                "the config file's subscriptions are ignored: store.url names a database",
+                ignored=len(self.settings.subscriptions),
+            )
+        if not getattr(self.store, "encrypted", True):
+            log.warning(
+                "DISPATCHER_SECRET_KEY is not set: subscriptions' secrets are stored unencrypted",
+                store=self.store.description,
+            )
+        if not self.settings.store.migrate:
+            return True
         try:
-            fresh = await self.store.load()
-        except (ConfigError, ValueError) as exc:
-            what = "cannot load the subscriptions" if first else "reload refused"
-            log.error(f"{what}; keeping the running subscriptions", problems=str(exc))
+            await migrate()
+        except (DispatcherError, OSError, ValueError) as exc:
+            log.error(
+                "cannot migrate the subscription store",
+                store=self.store.description,
+                error=str(exc),
+            )
             return False
-        if not self._apply(fresh):
-            return False
-        if not first:
-            log.info("subscriptions reloaded", subscriptions=len(self.pipeline.matcher))
         return True
+
+    def _watch_store(self) -> list[asyncio.Task[None]]:
+        """Reload when the store changes: its version polled every `store.poll_every`, and a
+        PostgreSQL notification at once."""
+        tasks = [
+            asyncio.create_task(watch(self.store, self.reload, self.settings.store.poll_every_s))
+        ]
+        if getattr(self.store, "notifies", False):
+            tasks.append(asyncio.create_task(self._listen(self.store.listen)))  # type: ignore[attr-defined]
+        return tasks
+
+    async def _listen(self, listen: Callable[[Callable[[], object]], Awaitable[None]]) -> None:
+        """Listen for the store's change notices, again after a lost connection (the version
+        poll covers the gap); until cancelled."""
+        delay = 1.0
+        while True:
+            try:
+                await listen(self.reload)
+            except Exception as exc:  # noqa: BLE001 - a database gone: listen again later
+                log.warning(
+                    "not listening for subscription changes; polling meanwhile",
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def _apply(self, subscriptions: Sequence[Subscription]) -> bool:
         if "email" not in self.channels and any(s.target.type == "email" for s in subscriptions):
@@ -308,9 +401,11 @@ class App:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         supervisor = None
+        watchers: list[asyncio.Task[None]] = []
         try:
-            if not await self.refresh():
+            if not await self._open_store() or not await self.refresh():
                 return 1
+            watchers = self._watch_store()
             log.info(
                 "dispatcher starting",
                 subscriptions=len(self.pipeline.matcher),
@@ -327,6 +422,9 @@ class App:
             return 1
         finally:
             self.stop()  # STOPPING=1 when the broker ended the run rather than a signal
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
             if supervisor is not None:
                 supervisor.cancel()
                 await asyncio.gather(supervisor, return_exceptions=True)

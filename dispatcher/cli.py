@@ -166,6 +166,14 @@ def _parser() -> argparse.ArgumentParser:
     output_arg(show)
     config_actions.add_parser("schema", help="the JSON Schema of the config file, for editors")
 
+    db = command("db", "the subscription database (store.url)", config=False, output=False)
+    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    upgrade = db_actions.add_parser(
+        "upgrade", help="create or migrate the schema to this version's (also done at start)"
+    )
+    _config_arg(upgrade)
+    output_arg(upgrade)
+
     command("status", "queue depths and consumers, read from the broker")
 
     health = command("health", "ask the running daemon's /healthz (or /readyz); exit 0 or 1")
@@ -421,6 +429,42 @@ def _cmd_match(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_db(args: argparse.Namespace) -> int:
+    from dispatcher.app import build_store
+
+    settings = _load(args.config)
+    store = build_store(settings, args.config)
+    migrate = getattr(store, "migrate", None)
+    if migrate is None:
+        message = "store.url names no database: the subscriptions are in the config file"
+        return emit_error(args, "usage", EXIT_USAGE, message)
+
+    async def upgrade() -> tuple[str | None, str | None]:
+        try:
+            before = await store.current_revision()  # type: ignore[attr-defined]
+            await migrate()
+            after = await store.current_revision()  # type: ignore[attr-defined]
+            return before, after
+        finally:
+            await store.close()
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.app import settings_secrets
+    from dispatcher.logs import SecretRedactor
+
+    try:
+        before, after = asyncio.run(upgrade())
+    except (SQLAlchemyError, OSError, DispatcherError) as exc:
+        redactor = SecretRedactor(settings_secrets(settings))
+        message = redactor.scrub(f"{store.description}: {type(exc).__name__}: {exc}")
+        return emit_error(args, "store", EXIT_FAILED, message)
+    data = {"store": store.description, "from": before, "to": after}
+    text = f"{store.description}: schema {before or 'none'} -> {after}"
+    emit(args, data, text if before != after else f"{store.description}: schema {after}, current")
+    return EXIT_OK
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from dispatcher import introspect
 
@@ -523,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "render": _cmd_render,
         "match": _cmd_match,
         "config": _cmd_config,
+        "db": _cmd_db,
         "targets": _cmd_targets,
         "status": _cmd_status,
         "health": _cmd_health,

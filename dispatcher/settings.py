@@ -298,7 +298,16 @@ class AdminSettings(_Section):
     too). Loopback by default; `listen: null` turns it off."""
 
     listen: str | None = "127.0.0.1:9464"
+    #: turns the subscriptions API (`/api/v1`) on: `Authorization: Bearer <token>`
+    token: SecretStr | None = None
     _check = field_validator("listen")(_listen)
+
+    @field_validator("token")
+    @classmethod
+    def _strong(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return token
 
 
 class MetricsSettings(_Section):
@@ -311,6 +320,39 @@ class MetricsSettings(_Section):
     queue_depth_every: str = "15s"
     _check = field_validator("listen")(_listen)
     _every = field_validator("queue_depth_every")(check_duration)
+
+
+class StoreSettings(_Section):
+    """Where subscriptions live. The config file by default (`subscriptions:` and
+    `subscriptions_file`); with `url`, a database that the HTTP API and `dispatcher
+    subscriptions` edit: `sqlite:///path.db` (embedded) or `postgresql://user:pass@host/db`
+    (several replicas sharing one set). Every running process sees a change within
+    `poll_every` plus a load (PostgreSQL also notifies at once). `migrate: false` leaves the
+    schema to `dispatcher db upgrade`."""
+
+    url: SecretStr | None = None
+    migrate: bool = True
+    poll_every: str = "1s"
+    _every = field_validator("poll_every")(check_duration)
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            parts = urlsplit(url.get_secret_value())
+            if parts.scheme == "sqlite":
+                if not parts.path.strip("/"):
+                    raise ValueError("sqlite:///path/to/file.db names no file")
+            elif parts.scheme in ("postgresql", "postgres"):
+                if not parts.hostname and "host=" not in parts.query:
+                    raise ValueError("a postgresql:// URL needs a host")
+            else:
+                raise ValueError("must be sqlite:///path.db or postgresql://user:pass@host/db")
+        return url
+
+    @property
+    def poll_every_s(self) -> float:
+        return parse_duration(self.poll_every)
 
 
 class RateLimitSettings(_Section):
@@ -345,6 +387,7 @@ class Settings(_Section):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     smtp: SmtpSettings | None = None
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     #: on SIGTERM, how long in-flight events may take to finish before they are handed back

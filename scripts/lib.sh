@@ -58,3 +58,24 @@ ensure_redis() {
   fi
   die "no Redis on $host:$port and none installed here: apt-get install redis-server (or set REDIS_HOST/REDIS_PORT)"
 }
+
+ensure_postgres() {
+  # The SQL subscription store's tests need PostgreSQL on 127.0.0.1:5432 (trust auth for the
+  # postgres user); each test creates and drops a database of its own. They skip only where no
+  # PostgreSQL is installed.
+  local host="${PGHOST_TEST:-127.0.0.1}" port="${PGPORT_TEST:-5432}"
+  port_open "$host" "$port" && return 0
+  if [ "$host" = 127.0.0.1 ] && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    echo "dispatcher: PostgreSQL is not answering on $host:$port; starting it" >&2
+    local version
+    for version in /etc/postgresql/*; do
+      pg_ctlcluster --skip-systemctl-redirect "$(basename "$version")" main start >/dev/null 2>&1 || true
+    done
+    for _ in $(seq 1 30); do
+      port_open "$host" "$port" && return 0
+      sleep 1
+    done
+    die "PostgreSQL was started but does not answer on $host:$port after 30 s"
+  fi
+  echo "dispatcher: no PostgreSQL on $host:$port; its tests will skip if none is installed" >&2
+}

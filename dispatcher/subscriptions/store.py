@@ -17,8 +17,9 @@ delete to this protocol; what every store must do is held by one contract test s
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Protocol
 
 import structlog
@@ -38,6 +39,11 @@ class SubscriptionStore(Protocol):
         """The current set, whole and valid (names unique), or an exception saying why not."""
         ...
 
+    async def version(self) -> Hashable:
+        """A token that changes whenever the set may have changed (cheap: polled every second
+        or so by every running process); `watch()` compares it between polls."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -53,6 +59,14 @@ class YamlStore:
         self._path = os.fspath(path)
         self._settings = settings
         self.description = f"yaml:{self._path}"
+
+    async def version(self) -> Hashable:
+        """The config file's and the subscriptions file's size and modification time."""
+        files = [self._path]
+        if self._settings.subscriptions_file:
+            here = os.path.dirname(self._path)
+            files.append(os.path.join(here, self._settings.subscriptions_file))
+        return tuple(_stat(file) for file in files)
 
     async def load(self) -> Sequence[Subscription]:
         fresh = load_settings(self._path)
@@ -71,15 +85,55 @@ class MemoryStore:
 
     def __init__(self, subscriptions: Iterable[Subscription] = ()) -> None:
         self._subscriptions = _checked(subscriptions)
+        self._version = 0
 
     def replace(self, subscriptions: Iterable[Subscription]) -> None:
         self._subscriptions = _checked(subscriptions)
+        self._version += 1
+
+    async def version(self) -> Hashable:
+        return self._version
 
     async def load(self) -> Sequence[Subscription]:
         return self._subscriptions
 
     async def close(self) -> None:
         return None
+
+
+def _stat(file: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(file)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+async def watch(
+    store: SubscriptionStore,
+    on_change: Callable[[], object],
+    every_s: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Call `on_change()` each time the store's `version()` changes, polling every `every_s`,
+    until cancelled. A failing poll is logged once and tried again (the running set stays)."""
+    last = await store.version()
+    failing = False
+    while True:
+        await sleep(every_s)
+        try:
+            now = await store.version()
+        except Exception as exc:  # noqa: BLE001 - a database gone: keep the set, keep asking
+            if not failing:
+                log.warning("cannot read the subscription store's version", error=repr(exc))
+            failing = True
+            continue
+        if failing:
+            log.info("the subscription store answers again")
+            failing = False
+        if now != last:
+            last = now
+            on_change()
 
 
 def _checked(subscriptions: Iterable[Subscription]) -> tuple[Subscription, ...]:

@@ -5,9 +5,11 @@ change notice), swapped whole."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiormq
 import pytest
+from structlog.testing import capture_logs
 
 from dispatcher.events import new_event
 from dispatcher.subscriptions.models import Subscription
@@ -38,3 +40,31 @@ async def test_the_app_matches_what_the_store_holds_and_takes_a_new_set_whole(
         await sink.wait_for(3)
     paths = sorted((r.path, r.json["app"]) for r in sink.received)
     assert paths == [("/first", "one"), ("/second", "two"), ("/third", "two")]
+
+
+async def test_an_edited_config_file_is_applied_without_a_signal_and_a_broken_one_is_not(
+    tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
+) -> None:
+    def hook(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "events": ["*"],
+            "target": {"type": "webhook", "url": sink.url(f"/{name}")},
+        }
+
+    store = {"poll_every": "100ms"}
+    config = write_config(tmp_path / "c.yaml", names, [hook("first")], store=store)
+    with capture_logs() as logs:
+        async with running(config) as app:
+            write_config(config, names, [hook("first"), hook("second")], store=store)
+            await wait_until(lambda: len(app.pipeline.matcher) == 2, what="the edited file applied")
+            config.write_text(config.read_text().replace("subscriptions:", "subscriptions: [oops"))
+            await wait_until(
+                lambda: any(log["event"].startswith("reload refused") for log in logs),
+                what="the broken file refused",
+            )
+            await publish_events(amqp, names, [new_event("deployment.failed", "t")])
+            await sink.wait_for(2)  # both subscriptions of the last good file still match
+    assert sorted(r.path for r in sink.received) == ["/first", "/second"]
+    [refused] = [log for log in logs if log["event"].startswith("reload refused")]
+    assert f"{config}:" in refused["problems"]  # names the file and line

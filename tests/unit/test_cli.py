@@ -198,3 +198,39 @@ def test_a_usage_error_is_exit_2_and_a_json_document_when_json_was_asked(
     captured = capsys.readouterr()
     assert captured.out == ""  # text: nothing on stdout
     assert "not a number of dead letters: 'x'" in captured.err
+
+
+def test_db_upgrade_creates_then_finds_the_schema_current(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dispatcher.subscriptions.sql import HEAD
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'subs.db'}'}}\n")
+    assert cli.main(["db", "upgrade", "-c", str(config), "-o", "json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["from"], first["to"]) == (None, HEAD)
+    assert first["store"] == f"sqlite:///{tmp_path / 'subs.db'}"
+    assert cli.main(["db", "upgrade", "-c", str(config)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"schema {HEAD}, current")
+    config.write_text("subscriptions: []\n")
+    assert cli.main(["db", "upgrade", "-c", str(config)]) == 2
+    assert "store.url names no database" in capsys.readouterr().err
+
+
+def test_db_upgrade_on_an_unreachable_server_says_so_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "c.yaml"
+    config.write_text(f"store: {{url: 'postgresql://app:pg-s3cret-pw@127.0.0.1:{port}/db'}}\n")
+    assert cli.main(["db", "upgrade", "-c", str(config), "-o", "json"]) == 1
+    captured = capsys.readouterr()
+    error = json.loads(captured.out)["error"]
+    assert error["code"] == "store"
+    assert error["message"].startswith(f"postgresql://app:***@127.0.0.1:{port}/db: ")
+    assert "pg-s3cret-pw" not in captured.out + captured.err

@@ -1,5 +1,5 @@
 """The `dispatcher` command: run, check-config, publish, test-target, targets, render, status,
-health, dead-letters, version, completion. Output conventions and exit codes:
+health, dead-letters, subscriptions, version, completion. Output conventions and exit codes:
 `dispatcher.cli_output`."""
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any, NoReturn, TypeVar
 
 import orjson
 
-from dispatcher import __version__, deadletter_cli
+from dispatcher import __version__, deadletter_cli, subscriptions_cli
 from dispatcher.cli_output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_NOTHING,
     EXIT_OK,
     EXIT_TABLE,
     EXIT_USAGE,
@@ -179,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     health = command("health", "ask the running daemon's /healthz (or /readyz); exit 0 or 1")
     health.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
     deadletter_cli.add_parser(commands)
+    subscriptions_cli.add_parser(commands)
 
     command("version", "versions of dispatcher and what a bug report needs", config=False)
     completion = command(
@@ -393,40 +393,13 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_match(args: argparse.Namespace) -> int:
-    from dispatcher.subscriptions.explain import explain
+    from dispatcher.subscriptions_cli import report_match
 
     settings = _load(args.config)
     event = _read_event(args, settings)
     if isinstance(event, int):
         return event
-    explanations = explain(settings.subscriptions, event)
-    reached = [e.subscription for e in explanations if e.reached]
-    data: dict[str, Any] = {
-        "event": {"id": event.id, "type": event.type},
-        "reached": reached,
-        "subscriptions": [e.record() for e in explanations],
-    }
-    lines = [f"{event.type} (id {event.id}) reaches {len(reached)} of {len(explanations)}:"]
-    lines += [f"  + {e.subscription}" for e in explanations if e.reached]
-    lines += [f"  - {e.describe()}" for e in explanations if not e.reached]
-    code = EXIT_OK if reached else EXIT_NOTHING
-    if args.expect is not None:
-        expected = sorted({name.strip() for name in args.expect.split(",") if name.strip()})
-        data["expected"] = expected
-        if sorted(reached) == expected:
-            code = EXIT_OK
-        else:
-            message = (
-                f"expected {', '.join(expected) or 'none'}; reached {', '.join(reached) or 'none'}"
-            )
-            data["error"] = {"code": "unexpected_match", "exit": EXIT_FAILED, "message": message}
-            lines.append(f"not as expected: {message}")
-            code = EXIT_FAILED
-    elif not reached:
-        message = "no subscription matches"
-        data["error"] = {"code": "nothing_matched", "exit": EXIT_NOTHING, "message": message}
-    emit(args, data, "\n".join(lines))
-    return code
+    return report_match(args, settings.subscriptions, event)
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
@@ -572,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": _cmd_status,
         "health": _cmd_health,
         "dead-letters": deadletter_cli.handle,
+        "subscriptions": subscriptions_cli.handle,
         "version": _cmd_version,
         "completion": _cmd_completion,
     }

@@ -60,10 +60,19 @@ Tester = Callable[[Subscription], Awaitable[SendResult]]
 
 
 class Stored(Protocol):
-    id: str
-    subscription: Subscription
-    owner: str | None
-    labels: Mapping[str, str]
+    """A subscription as a store keeps it (read-only)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def subscription(self) -> Subscription: ...
+
+    @property
+    def owner(self) -> str | None: ...
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
 
     @property
     def created_at(self) -> Any: ...
@@ -82,6 +91,19 @@ def body_of(subscription: Subscription) -> dict[str, Any]:
     body, secrets = split_secrets(subscription)
     shown: dict[str, Any] = join_secrets(body, {at: masked(v) for at, v in secrets.items()})
     return shown
+
+
+def view(stored: Stored) -> dict[str, Any]:
+    """A subscription as the API (and `dispatcher subscriptions -o json`) shows it: id, body
+    (secrets masked), owner, labels, times."""
+    return {
+        "id": stored.id,
+        **body_of(stored.subscription),
+        "owner": stored.owner,
+        "labels": dict(stored.labels),
+        "created_at": stored.created_at,
+        "updated_at": stored.updated_at,
+    }
 
 
 def problems_of(exc: ValidationError) -> list[dict[str, str]]:
@@ -345,16 +367,7 @@ class Api:
         views = [self._view(_Loaded(sub)) for sub in page]
         return web.json_response({"items": views, "next_cursor": cursor}, dumps=_dumps)
 
-    @staticmethod
-    def _view(stored: Stored) -> dict[str, Any]:
-        return {
-            "id": stored.id,
-            **body_of(stored.subscription),
-            "owner": stored.owner,
-            "labels": dict(stored.labels),
-            "created_at": stored.created_at,
-            "updated_at": stored.updated_at,
-        }
+    _view = staticmethod(view)
 
     @staticmethod
     def _meta_problem(owner: Any, labels: Any) -> str | None:

@@ -68,3 +68,18 @@ async def test_an_edited_config_file_is_applied_without_a_signal_and_a_broken_on
     assert sorted(r.path for r in sink.received) == ["/first", "/second"]
     [refused] = [log for log in logs if log["event"].startswith("reload refused")]
     assert f"{config}:" in refused["problems"]  # names the file and line
+
+
+async def test_a_database_store_without_a_secret_key_warns_once_at_start(
+    tmp_path: Path, names: BrokerNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DISPATCHER_SECRET_KEY", raising=False)
+    store = {"url": f"sqlite:///{tmp_path / 'subs.db'}", "poll_every": "100ms"}
+    config = write_config(tmp_path / "c.yaml", names, [], store=store)
+    with capture_logs() as logs:
+        async with running(config) as app:
+            assert app.readiness().subscriptions_loaded
+    warnings = [log for log in logs if "DISPATCHER_SECRET_KEY" in log["event"]]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["store"] == f"sqlite:///{tmp_path / 'subs.db'}"

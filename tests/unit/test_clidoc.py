@@ -68,7 +68,8 @@ def test_every_error_code_the_commands_use_is_documented() -> None:
     import re
 
     sources = "".join(
-        (ROOT / "dispatcher" / name).read_text() for name in ("cli.py", "deadletter_cli.py")
+        (ROOT / "dispatcher" / name).read_text()
+        for name in ("cli.py", "deadletter_cli.py", "subscriptions_cli.py")
     )
     used = set(re.findall(r'emit_error\(\s*args,\s*"([a-z_]+)"', sources))
     used |= set(re.findall(r'"code": "([a-z_]+)"', sources))

@@ -37,6 +37,7 @@ from dispatcher.settings import (
     RateLimitSettings,
     Settings,
     SmtpSettings,
+    StoreSettings,
     redact_url,
     url_secrets,
 )
@@ -50,6 +51,7 @@ _CONNECTION_URLS = {
     (BrokerSettings, "url"),
     (BrokerSettings, "urls"),
     (RateLimitSettings, "redis_url"),
+    (StoreSettings, "url"),
 }
 #: plain `str` fields that are secret (as every `SecretStr` is): headers often carry a token
 _SECRET_FIELDS = {(WebhookTarget, "headers")}

@@ -234,3 +234,18 @@ def test_db_upgrade_on_an_unreachable_server_says_so_without_the_password(
     assert error["code"] == "store"
     assert error["message"].startswith(f"postgresql://app:***@127.0.0.1:{port}/db: ")
     assert "pg-s3cret-pw" not in captured.out + captured.err
+
+
+def test_check_config_and_config_show_name_a_database_store_without_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("store: {url: 'postgresql://app:pg-s3cret-pw@db.internal/dispatcher'}\n")
+    assert cli.main(["check-config", "-c", str(config), "-o", "json"]) == 0
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["store"] == "postgresql://app:***@db.internal/dispatcher"
+    assert checked["subscriptions"] is None  # not read: check-config connects nowhere
+    assert cli.main(["config", "show", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert 'store.url = "postgresql://app:***@db.internal/dispatcher"' in out
+    assert "pg-s3cret-pw" not in out

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +39,13 @@ from dispatcher.cli_output import (
     emit,
     emit_error,
 )
-from dispatcher.config import REFERENCE
+from dispatcher.subscriptions.transfer import (
+    expanded,
+    exported,
+    mask_problems,
+    replacing,
+    same,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -53,8 +57,6 @@ if TYPE_CHECKING:
     from dispatcher.subscriptions.store import SubscriptionStore
 
 READ_ONLY = "the subscriptions are in the config file: edit it, or set store.url"
-#: the prefix of the variables `export` refers to secrets by
-VARIABLE_PREFIX = "DISPATCHER_SECRET_"
 _WRITES = frozenset({"add", "edit", "enable", "disable", "remove", "import"})
 _READ_ONLY_KEYS = ("id", "created_at", "updated_at")  # in `show -o json`, ignored by `edit`
 EXPORT_HELP = (
@@ -362,7 +364,7 @@ def _item(entry: Any) -> _Item | list[tuple[str, str]]:
     if not isinstance(entry, dict):
         return [("", "must be a mapping: a subscription")]
     problems: list[tuple[str, str]] = []
-    body = _expanded(entry, (), problems)
+    body = expanded(entry, (), problems)
     if problems:
         return problems
     meta = {key: body.pop(key) for key in ("owner", "labels") if key in body}
@@ -374,7 +376,7 @@ def _item(entry: Any) -> _Item | list[tuple[str, str]]:
     except ValidationError as exc:
         problems += [_field_problem(p["field"], p["message"]) for p in problems_of(exc)]
         return problems
-    return problems + _mask_problems(subscription) or _Item(body, subscription, meta)
+    return problems + mask_problems(subscription) or _Item(body, subscription, meta)
 
 
 def _meta_problems(owner: Any, labels: Any) -> list[tuple[str, str]]:
@@ -401,51 +403,6 @@ def _meta_problems(owner: Any, labels: Any) -> list[tuple[str, str]]:
 
 def _field_problem(at: str, message: str) -> tuple[str, str]:
     return ("" if at == "(body)" else at), message.removeprefix("Value error, ")
-
-
-#: `$${` (a literal `${`), a reference, or a `${` that opens none: as the config loader reads them
-_EXPAND = re.compile(r"\$(\$\{)|" + REFERENCE + r"|\$\{")
-
-
-def _expanded(value: Any, path: tuple[str, ...], problems: list[tuple[str, str]]) -> Any:
-    """`value` with `${VAR}`, `${VAR:-default}` and `$${` read as the config loader reads them."""
-    if isinstance(value, dict):
-        return {key: _expanded(item, (*path, str(key)), problems) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_expanded(item, (*path, str(i)), problems) for i, item in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def replace(match: re.Match[str]) -> str:
-        escaped, name, default = match.groups()
-        if escaped:
-            return str(escaped)
-        if name is None:
-            problems.append((".".join(path), "a '${' must open ${NAME}; $${ is a literal"))
-            return match.group()
-        found = os.environ.get(name)
-        if found is None and default is None:
-            problems.append((".".join(path), f"environment variable {name} is not set"))
-        return default if default is not None and not found else found or ""
-
-    return _EXPAND.sub(replace, value)
-
-
-def _mask_problems(subscription: Subscription) -> list[tuple[str, str]]:
-    from dispatcher.admin.api import MASK
-    from dispatcher.subscriptions.bodies import split_secrets
-
-    return [
-        (_field_of(pointer), "is a mask (****...) as shown, not the secret: give the secret")
-        for pointer, secret in split_secrets(subscription)[1].items()
-        if secret.startswith(MASK)
-    ]
-
-
-def _field_of(pointer: str) -> str:
-    """`target.headers.X-Key` of the JSON pointer `/target/headers/X-Key`."""
-    tokens = pointer.split("/")[1:]
-    return ".".join(token.replace("~1", "/").replace("~0", "~") for token in tokens)
 
 
 # --- the actions
@@ -632,7 +589,7 @@ async def _change(args: argparse.Namespace, sql: SqlStore, patch: dict[str, Any]
     problems = _meta_problems(None if owner is KEEP else owner, {} if labels is KEEP else labels)
     try:
         result = validated(merge_patch(revealed_body(current.subscription), patch))
-        problems += _mask_problems(result)
+        problems += mask_problems(result)
     except ValidationError as exc:
         problems += [_field_problem(p["field"], p["message"]) for p in problems_of(exc)]
     if problems:
@@ -640,7 +597,7 @@ async def _change(args: argparse.Namespace, sql: SqlStore, patch: dict[str, Any]
         message = f"{current.subscription.name}: the change is not valid"
         return emit_error(args, "invalid_subscription", EXIT_USAGE, message, lines)
     changed = not (
-        _same(result, current.subscription)
+        same(result, current.subscription)
         and owner in (KEEP, current.owner)
         and labels in (KEEP, dict(current.labels))
     )
@@ -656,16 +613,6 @@ async def _change(args: argparse.Namespace, sql: SqlStore, patch: dict[str, Any]
     text = f"{done} {name} (id {stored.id})" if changed else f"{name}: unchanged, already so"
     emit(args, {"subscription": view(stored), "changed": changed}, text)
     return EXIT_OK
-
-
-def _same(one: Subscription, other: Subscription) -> bool:
-    """The same subscription, however each was written (defaults given or left out)."""
-    from dispatcher.subscriptions.bodies import split_secrets
-
-    return (
-        one.model_dump(mode="json") == other.model_dump(mode="json")
-        and split_secrets(one)[1] == split_secrets(other)[1]
-    )
 
 
 async def _remove(args: argparse.Namespace, store: SubscriptionStore, _: _Given) -> int:
@@ -718,7 +665,7 @@ async def _import(args: argparse.Namespace, store: SubscriptionStore, given: _Gi
                     await sql.create(item.body, **item.meta)
                 except DuplicateName as exc:
                     return emit_error(args, "duplicate_name", EXIT_FAILED, f"{exc} (meanwhile)")
-        elif _same(item.subscription, old.subscription) and all(
+        elif same(item.subscription, old.subscription) and all(
             value == {"owner": old.owner, "labels": dict(old.labels)}[key]
             for key, value in item.meta.items()
         ):
@@ -726,9 +673,7 @@ async def _import(args: argparse.Namespace, store: SubscriptionStore, given: _Gi
         else:
             report["updated"].append(name)
             if not args.dry_run:
-                patch = _replacing(
-                    revealed_body(old.subscription), revealed_body(item.subscription)
-                )
+                patch = replacing(revealed_body(old.subscription), revealed_body(item.subscription))
                 await sql.update(old.id, patch, **item.meta)
     report["counts"] = {key: len(report[key]) for key in ("created", "updated", "unchanged")}
     verbs = {"created": "create", "updated": "update", "unchanged": "leave unchanged"}
@@ -739,18 +684,6 @@ async def _import(args: argparse.Namespace, store: SubscriptionStore, given: _Gi
     ]
     emit(args, report, "\n".join(lines))
     return EXIT_OK
-
-
-def _replacing(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The merge patch that turns `old` into `new` (keys `new` leaves out: null)."""
-    patch: dict[str, Any] = dict.fromkeys(set(old) - set(new))
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            patch[key] = _replacing(before, value)
-        elif key not in old or value != before:
-            patch[key] = value
-    return patch
 
 
 async def _export(args: argparse.Namespace, store: SubscriptionStore, _: _Given) -> int:
@@ -775,41 +708,6 @@ async def _export(args: argparse.Namespace, store: SubscriptionStore, _: _Given)
     count = f"{len(bodies)} subscription{'' if len(bodies) == 1 else 's'}"
     emit(args, data, f"wrote {count} to {args.file}" if args.file else text.rstrip())
     return EXIT_OK
-
-
-def exported(
-    subscriptions: Iterable[Subscription],
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Each subscription's body with every secret a `${DISPATCHER_SECRET_<NAME>_<FIELD>}`
-    reference (and any other `${` escaped as `$${`), and the variables referred to."""
-    from dispatcher.subscriptions.bodies import join_secrets, split_secrets
-
-    bodies: list[dict[str, Any]] = []
-    variables: list[dict[str, str]] = []
-    used: set[str] = set()
-    for sub in subscriptions:
-        body, secrets = split_secrets(sub)
-        references = {}
-        for pointer in secrets:
-            at = _field_of(pointer)
-            base = VARIABLE_PREFIX + re.sub(r"[^A-Z0-9]+", "_", f"{sub.name}_{at}".upper())
-            name, n = base.rstrip("_"), 1
-            while name in used:  # two names that differ only in punctuation
-                n += 1
-                name = f"{base.rstrip('_')}_{n}"
-            used.add(name)
-            variables.append({"name": name, "subscription": sub.name, "field": at})
-            references[pointer] = "${" + name + "}"
-        bodies.append(join_secrets(_escaped(body), references))
-    return bodies, variables
-
-
-def _escaped(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _escaped(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_escaped(item) for item in value]
-    return value.replace("${", "$${") if isinstance(value, str) else value
 
 
 async def _match(args: argparse.Namespace, store: SubscriptionStore, given: _Given) -> int:

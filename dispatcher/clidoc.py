@@ -1,6 +1,7 @@
 """The command-line reference (`docs/cli.md`), generated from the parser so it cannot drift:
 `scripts/docs` writes it (`python -m dispatcher.clidoc`), and a test regenerates and compares.
-With `--schema`, the config's JSON Schema (`docs/config.schema.json`) instead."""
+With `--schema`, the config's JSON Schema (`docs/config.schema.json`) instead; with `--openapi`,
+the subscriptions API's OpenAPI document (`docs/openapi.json`)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,10 @@ def main() -> None:
         from dispatcher.introspect import config_schema
 
         print(dumps(config_schema()))
+    elif sys.argv[1:] == ["--openapi"]:
+        from dispatcher.admin.openapi import document
+
+        print(dumps(document()))
     else:
         print(markdown(), end="")
 

@@ -15,6 +15,7 @@ leaves it out (or sends that same mask back) keeps it.
     DELETE /api/v1/subscriptions/{id}          204
     POST   /api/v1/subscriptions/{id}/test     one real attempt with a sample event
     POST   /api/v1/events/match                which subscriptions an event reaches, and why not
+    GET    /api/v1/openapi.json                this API as an OpenAPI 3.1 document
 
 Writes need a store that people edit (`store.url`); with the config file's subscriptions they
 answer 405 and say so. Every running process sees a change within `store.poll_every`.
@@ -191,7 +192,13 @@ class Api:
         app.router.add_delete("/subscriptions/{id}", self.delete)
         app.router.add_post("/subscriptions/{id}/test", self.test)
         app.router.add_post("/events/match", self.match)
+        app.router.add_get("/openapi.json", self.openapi)
         return app
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        from dispatcher.admin.openapi import document
+
+        return web.json_response(document(), dumps=_dumps)
 
     # --- the routes
 

@@ -78,3 +78,16 @@ def test_every_error_code_the_commands_use_is_documented() -> None:
         re.findall(r"^\| `([a-z_]+)` \|", (ROOT / "docs/json-output.md").read_text(), re.M)
     )
     assert used <= documented, used - documented
+
+
+def test_the_checked_in_openapi_document_is_the_apis() -> None:
+    from dispatcher.admin.openapi import document
+
+    checked_in = json.loads((ROOT / "docs/openapi.json").read_text())
+    assert checked_in == json.loads(json.dumps(document())), f"regenerate: {REGENERATE}"
+    assert set(checked_in["paths"]) == {
+        "/subscriptions",
+        "/subscriptions/{id}",
+        "/subscriptions/{id}/test",
+        "/events/match",
+    }

@@ -34,7 +34,7 @@ from dispatcher.delivery.ratelimit import LocalRateLimiter, RateLimiter
 from dispatcher.delivery.redis_limiter import RedisRateLimiter
 from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.durations import parse_duration
-from dispatcher.errors import BrokerError, DispatcherError
+from dispatcher.errors import BrokerError, ConfigError, ConfigProblem, DispatcherError
 from dispatcher.logs import SecretRedactor
 from dispatcher.pipeline import Incoming, Pipeline, Verdict
 from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_message
@@ -160,7 +160,11 @@ def build_store(
     from dispatcher.subscriptions.sql import SqlStore
 
     key = environ.get("DISPATCHER_SECRET_KEY") or None
-    return SqlStore(settings.store.url.get_secret_value(), secret_key=key)
+    try:
+        return SqlStore(settings.store.url.get_secret_value(), secret_key=key)
+    except ValueError as exc:  # the key or the URL: said without either
+        where = "$DISPATCHER_SECRET_KEY" if "secret key" in str(exc) else "store.url"
+        raise ConfigError([ConfigProblem(where, None, "", str(exc))]) from None
 
 
 class App:

@@ -249,3 +249,15 @@ def test_check_config_and_config_show_name_a_database_store_without_its_password
     out = capsys.readouterr().out
     assert 'store.url = "postgresql://app:***@db.internal/dispatcher"' in out
     assert "pg-s3cret-pw" not in out
+
+
+def test_a_malformed_secret_key_is_a_config_error_that_does_not_echo_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DISPATCHER_SECRET_KEY", "not-a-fernet-key-but-secret")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'subs.db'}'}}\n")
+    assert cli.main(["run", "-c", str(config)]) == 2  # refused before connecting anywhere
+    err = capsys.readouterr().err
+    assert err.startswith("$DISPATCHER_SECRET_KEY: the secret key must be 32 bytes")
+    assert "not-a-fernet-key-but-secret" not in err

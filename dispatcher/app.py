@@ -265,6 +265,7 @@ class App:
                     token=token.get_secret_value(),
                     tester=self._test_once,
                     max_event_bytes=self.settings.broker.max_event_bytes,
+                    target_types=frozenset(self.channels),
                 )
                 app.add_subapp("/api/v1/", api.application())
             servers.append(HttpServer("admin", app, self.settings.admin.listen))

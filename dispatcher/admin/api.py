@@ -158,8 +158,13 @@ class Api:
         token: str,
         tester: Tester,
         max_event_bytes: int,
+        target_types: frozenset[str] = TARGET_TYPES,
     ) -> None:
+        """`target_types`: the kinds of target this deployment can deliver to (email needs the
+        config's `smtp:`); a subscription to another is refused, or the daemons would refuse the
+        whole set on their next reload."""
         self._store = store
+        self._target_types = target_types
         self._token = hashlib.sha256(token.encode()).digest()  # equal lengths: no length leak
         self._tester = tester
         self._max_event_bytes = max_event_bytes
@@ -211,7 +216,9 @@ class Api:
         if not isinstance(body, dict):
             return _error(422, "invalid", "the body must be a JSON object (a subscription)")
         owner, labels = body.pop("owner", None), body.pop("labels", None)
-        problem = self._meta_problem(owner, labels) or _slack_problem(body)
+        problem = (
+            self._meta_problem(owner, labels) or _slack_problem(body) or self._type_problem(body)
+        )
         if problem:
             return _error(422, "invalid", problem)
         try:
@@ -282,7 +289,11 @@ class Api:
         for key in ("owner", "labels"):
             if key in patch:
                 meta[key] = patch.pop(key)
-        problem = self._meta_problem(meta.get("owner"), meta.get("labels")) or _slack_problem(patch)
+        problem = (
+            self._meta_problem(meta.get("owner"), meta.get("labels"))
+            or _slack_problem(patch)
+            or self._type_problem(patch)
+        )
         if problem:
             return _error(422, "invalid", problem)
         try:
@@ -377,6 +388,13 @@ class Api:
         return web.json_response({"items": views, "next_cursor": cursor}, dumps=_dumps)
 
     _view = staticmethod(view)
+
+    def _type_problem(self, body: Mapping[str, Any]) -> str | None:
+        target = body.get("target")
+        kind = target.get("type") if isinstance(target, Mapping) else None
+        if isinstance(kind, str) and kind in TARGET_TYPES and kind not in self._target_types:
+            return f"{kind} targets cannot be delivered here: the config has no `smtp:` section"
+        return None
 
     @staticmethod
     def _meta_problem(owner: Any, labels: Any) -> str | None:

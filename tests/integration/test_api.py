@@ -116,6 +116,15 @@ async def test_crud_auth_validation_and_secrets(
             status, error = await call(http, "POST", f"{api}/subscriptions", slack)
             assert status == 422
             assert "hooks.slack.com" in error["error"]["message"]
+            # no `smtp:` here: an email subscription would make every daemon refuse the set
+            mail = {
+                "name": "m",
+                "events": ["*"],
+                "target": {"type": "email", "to": ["a@b.example"]},
+            }
+            status, error = await call(http, "POST", f"{api}/subscriptions", mail)
+            assert status == 422
+            assert "no `smtp:` section" in error["error"]["message"]
 
             # get by id and by name; patch keeps the secret; list filters; match; delete
             sid = created["id"]

@@ -64,6 +64,7 @@ async def test_generated_requests_never_get_a_server_error(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+            cwd=tmp_path,  # schemathesis keeps its files in the working directory
         )
         try:
             async with asyncio.timeout(300):

@@ -15,11 +15,11 @@ from typing import Any
 
 import structlog
 
-from dispatcher.admin.metrics import Metrics
 from dispatcher.channels.base import Delivery, delivery_id
 from dispatcher.delivery.deliverer import Deliverer
 from dispatcher.delivery.outcome import Delivered, Outcome, RetryLater
 from dispatcher.events import Event, InvalidEvent, decode
+from dispatcher.observe import EventObserver, NullObserver
 from dispatcher.subscriptions.matcher import Matcher
 
 log = structlog.get_logger(__name__)
@@ -87,12 +87,12 @@ class Pipeline:
         deliverer: Deliverer,
         *,
         max_event_bytes: int,
-        metrics: Metrics | None = None,
+        metrics: EventObserver | None = None,
     ) -> None:
         self.matcher = matcher  # replaced whole on reload; a running match keeps the old one
         self._deliverer = deliverer
         self._max_event_bytes = max_event_bytes
-        self._metrics = metrics or Metrics(process=False)
+        self._metrics = NullObserver() if metrics is None else metrics
         self.stats = Stats()
 
     async def handle(self, message: Incoming) -> Verdict:

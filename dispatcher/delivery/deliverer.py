@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result
 
-from dispatcher.admin.metrics import Metrics
 from dispatcher.channels.base import Channel, Delivery, SendFailed, SendOk, SendResult
 from dispatcher.delivery.isolation import Admission, Isolation, IsolationSettings
 from dispatcher.delivery.outcome import DeadLetter, Delivered, Outcome, RetryLater
 from dispatcher.delivery.ratelimit import LocalRateLimiter, RateLimiter
 from dispatcher.delivery.retry import RetryPolicy
 from dispatcher.delivery.schedule import DEFAULT_MAX_AGE, DEFAULT_RETRY_DELAYS, Schedule
+from dispatcher.observe import DeliveryObserver, NullObserver
 from dispatcher.rates import Rate
 from dispatcher.subscriptions.models import Subscription
 
@@ -61,7 +61,7 @@ class Deliverer:
         max_hold_s: float = 30.0,
         max_rate_wait_s: float = 30.0,
         isolation: Isolation | None = None,
-        metrics: Metrics | None = None,
+        metrics: DeliveryObserver | None = None,
     ) -> None:
         self._channels = channels
         self._isolation = Isolation(IsolationSettings()) if isolation is None else isolation
@@ -80,7 +80,7 @@ class Deliverer:
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
-        self._metrics = metrics = metrics or Metrics(process=False)
+        self._metrics = metrics = NullObserver() if metrics is None else metrics
         self._dead_letters = metrics.dead_letters
         self._retried = metrics.retries["inprocess"]
         self.in_flight = 0  # deliveries started and not ended (read by metrics and STATUS=)

@@ -38,7 +38,6 @@ from dispatcher.errors import (
 from dispatcher.events import MATCH_ATTRIBUTES, Event
 from dispatcher.settings import Settings, redact_url
 
-EXIT_CONFIG = EXIT_USAGE  # the name older callers use
 Parser = argparse.ArgumentParser
 #: where the systemd unit and the container image keep the config
 DEFAULT_CONFIG = "/etc/dispatcher/dispatcher.yaml"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -39,6 +39,7 @@ from dispatcher.cli_output import (
     emit,
     emit_error,
 )
+from dispatcher.subscriptions.store import FileSubscription
 from dispatcher.subscriptions.transfer import (
     expanded,
     exported,
@@ -48,8 +49,6 @@ from dispatcher.subscriptions.transfer import (
 )
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from dispatcher.events import Event
     from dispatcher.settings import Settings
     from dispatcher.subscriptions.models import Subscription
@@ -181,21 +180,6 @@ class _Given:
     items: list[_Item] = field(default_factory=list)
     patch: dict[str, Any] | None = None
     event: Event | None = None
-
-
-@dataclass(frozen=True)
-class _Loaded:
-    """A config-file subscription as a stored one: its name is its id."""
-
-    subscription: Subscription
-    owner: None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-    @property
-    def id(self) -> str:
-        return self.subscription.name
 
 
 Action = Callable[[argparse.Namespace, "SubscriptionStore", _Given], Awaitable[int]]
@@ -408,7 +392,7 @@ def _field_problem(at: str, message: str) -> tuple[str, str]:
 # --- the actions
 
 
-def view(stored: StoredSubscription | _Loaded) -> dict[str, Any]:
+def view(stored: StoredSubscription | FileSubscription) -> dict[str, Any]:
     """A subscription as the API shows it: id, body (secrets masked), owner, labels, times."""
     from dispatcher.admin import api
 
@@ -422,12 +406,14 @@ def _sql(store: SubscriptionStore) -> SqlStore:
     return store
 
 
-async def _find(store: SubscriptionStore, ident: str) -> StoredSubscription | _Loaded | None:
+async def _find(
+    store: SubscriptionStore, ident: str
+) -> StoredSubscription | FileSubscription | None:
     from dispatcher.subscriptions.sql import SqlStore
 
     if isinstance(store, SqlStore):
         return await store.get(ident)
-    return next((_Loaded(s) for s in await store.load() if s.name == ident), None)
+    return next((FileSubscription(s) for s in await store.load() if s.name == ident), None)
 
 
 def _unknown(args: argparse.Namespace) -> int:
@@ -438,7 +424,7 @@ def _unknown(args: argparse.Namespace) -> int:
 async def _list(args: argparse.Namespace, store: SubscriptionStore, _: _Given) -> int:
     from dispatcher.subscriptions.sql import SqlStore
 
-    found: Sequence[StoredSubscription | _Loaded]
+    found: Sequence[StoredSubscription | FileSubscription]
     try:
         if isinstance(store, SqlStore):
             found, following = await _sql_page(args, store)
@@ -478,7 +464,7 @@ async def _sql_page(
 
 def _file_page(
     args: argparse.Namespace, subscriptions: Sequence[Subscription]
-) -> tuple[list[_Loaded], str | None]:
+) -> tuple[list[FileSubscription], str | None]:
     """As the API lists the config file's: by name, the cursor a name; none has labels."""
     from dispatcher.subscriptions.editing import event_filter
 
@@ -497,10 +483,10 @@ def _file_page(
     )
     page = chosen[: args.limit] if args.limit else chosen
     following = page[-1].name if len(chosen) > len(page) else None
-    return [_Loaded(s) for s in page], following
+    return [FileSubscription(s) for s in page], following
 
 
-def table(found: Sequence[StoredSubscription | _Loaded]) -> str:
+def table(found: Sequence[StoredSubscription | FileSubscription]) -> str:
     """One row per subscription: NAME, TARGET, EVENTS, ENABLED, OWNER."""
     from dispatcher.subscriptions.models import EmailTarget, SlackTarget
 

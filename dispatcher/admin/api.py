@@ -40,6 +40,7 @@ from dispatcher.events import InvalidEvent, decode
 from dispatcher.subscriptions.bodies import join_secrets, split_secrets
 from dispatcher.subscriptions.explain import explain
 from dispatcher.subscriptions.models import Subscription, Target
+from dispatcher.subscriptions.store import FileSubscription
 
 log = structlog.get_logger(__name__)
 
@@ -229,7 +230,7 @@ class Api:
             )
         except DispatcherError as exc:
             return self._store_error(exc)
-        return web.json_response(self._view(stored), status=201, dumps=_dumps)
+        return web.json_response(view(stored), status=201, dumps=_dumps)
 
     async def list(self, request: web.Request) -> web.Response:
         query = request.query
@@ -263,14 +264,14 @@ class Api:
             )
         except ValueError as exc:
             return _error(422, "invalid", str(exc), field="cursor")
-        views = [self._view(item) for item in items]
+        views = [view(item) for item in items]
         return web.json_response({"items": views, "next_cursor": cursor}, dumps=_dumps)
 
     async def get(self, request: web.Request) -> web.Response:
         found = await self._find(request.match_info["id"])
         if found is None:
             return self._not_found(request)
-        return web.json_response(self._view(found), dumps=_dumps)
+        return web.json_response(view(found), dumps=_dumps)
 
     async def patch(self, request: web.Request) -> web.Response:
         if not self._editable:
@@ -304,7 +305,7 @@ class Api:
             )
         except DispatcherError as exc:
             return self._store_error(exc)
-        return web.json_response(self._view(stored), dumps=_dumps)
+        return web.json_response(view(stored), dumps=_dumps)
 
     async def delete(self, request: web.Request) -> web.Response:
         if not self._editable:
@@ -356,7 +357,7 @@ class Api:
             return found
         for sub in await self._store.load():  # the config file's: the name is the id
             if sub.name == ident:
-                return _Loaded(sub)
+                return FileSubscription(sub)
         return None
 
     async def _list_loaded(
@@ -384,10 +385,8 @@ class Api:
         chosen.sort(key=lambda sub: sub.name)
         page = chosen[:limit]
         cursor = page[-1].name if len(chosen) > limit else None
-        views = [self._view(_Loaded(sub)) for sub in page]
+        views = [view(FileSubscription(sub)) for sub in page]
         return web.json_response({"items": views, "next_cursor": cursor}, dumps=_dumps)
-
-    _view = staticmethod(view)
 
     def _type_problem(self, body: Mapping[str, Any]) -> str | None:
         target = body.get("target")
@@ -426,18 +425,6 @@ class Api:
         if isinstance(exc, NotFound):
             return _error(404, "not_found", str(exc))
         raise exc
-
-
-class _Loaded:
-    """A config-file subscription seen through the API: its name is its id."""
-
-    def __init__(self, subscription: Subscription) -> None:
-        self.id = subscription.name
-        self.subscription = subscription
-        self.owner: str | None = None
-        self.labels: Mapping[str, str] = {}
-        self.created_at = None
-        self.updated_at = None
 
 
 def _dumps(value: Any) -> str:

@@ -79,8 +79,6 @@ class Explanation:
             "reason": self.reason,
         }
 
-    to_json = record
-
     def _mismatch(self) -> str:
         wanted = ", ".join(_show(pattern) for pattern in self.expected)
         if self.actual is None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import structlog
@@ -99,6 +101,22 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class FileSubscription:
+    """A config-file subscription seen as a stored one (API, `dispatcher subscriptions`): its
+    name is its id, and it has no owner, labels or times."""
+
+    subscription: Subscription
+    owner: None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return self.subscription.name
 
 
 def _stat(file: str) -> tuple[int, int] | None:

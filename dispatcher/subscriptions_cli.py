@@ -97,6 +97,7 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     listing.add_argument("--target-type", choices=_target_types(), help="only these targets")
     listing.add_argument("--enabled", choices=("true", "false"), help="only enabled, or disabled")
     listing.add_argument("--label", type=_pair, metavar="K=V", help="only those with this label")
+    listing.add_argument("--owner", help="only this owner's")
     listing.add_argument("--limit", type=_count, default=50, help="at most N (default 50; 0: all)")
     listing.add_argument("--cursor", help="the page after this one: an earlier next_cursor")
     action("show", "one subscription, its secrets masked", one=True)
@@ -454,6 +455,7 @@ async def _sql_page(
             target_type=args.target_type,
             enabled=None if args.enabled is None else args.enabled == "true",
             label=args.label,
+            owner=args.owner,
             after=after,
             limit=size,
         )
@@ -477,6 +479,7 @@ def _file_page(
             and args.target_type in (None, s.target.type)
             and wanted(s.events)
             and args.label is None
+            and args.owner is None
             and (args.cursor is None or s.name > args.cursor)
         ),
         key=lambda s: s.name,

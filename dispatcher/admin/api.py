@@ -9,7 +9,7 @@ leaves it out (or sends that same mask back) keeps it.
 
     POST   /api/v1/subscriptions               create (201, with its id)
     GET    /api/v1/subscriptions               list: ?event_type= &target_type= &enabled=
-                                               &label=key=value &limit= &cursor=
+                                               &label=key=value &owner= &limit= &cursor=
     GET    /api/v1/subscriptions/{id}          one, by id or unique name
     PATCH  /api/v1/subscriptions/{id}          a JSON merge patch of its body (RFC 7386)
     DELETE /api/v1/subscriptions/{id}          204
@@ -259,6 +259,7 @@ class Api:
                 target_type=query.get("target_type"),
                 enabled=enabled,
                 label=label,
+                owner=query.get("owner"),
                 after=query.get("cursor"),
                 limit=limit,
             )
@@ -377,7 +378,8 @@ class Api:
             if (enabled is None or sub.enabled == enabled)
             and (target_type is None or sub.target.type == target_type)
             and (event_type is None or any(compile_glob(p)(event_type) for p in sub.events))
-            and label is None  # config-file subscriptions carry no labels
+            and label is None  # config-file subscriptions carry no labels or owner
+            and query.get("owner") is None
         ]
         after = query.get("cursor")
         if after is not None:

@@ -112,6 +112,7 @@ def document() -> dict[str, Any]:
                         _query("target_type", {"type": "string"}),
                         _query("enabled", {"type": "string", "enum": ["true", "false"]}),
                         _query("label", {"type": "string", "pattern": "^[^=]+=.*$"}),
+                        _query("owner", {"type": "string"}),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
                         _query("cursor", {"type": "string"}),
                     ],

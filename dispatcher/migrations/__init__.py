@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
 #: the newest revision: what `upgrade` brings a database to
-HEAD = "0001"
+HEAD = "0002"
 
 _HERE = Path(__file__).resolve().parent
 
@@ -32,9 +32,10 @@ def config(connection: Connection | None = None) -> Config:
     return alembic_config
 
 
-def upgrade(connection: Connection) -> None:
-    """Create or upgrade the schema to `HEAD`; a database already there is left as it is."""
-    command.upgrade(config(connection), "head")
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Create or upgrade the schema to `HEAD` (or to an older `revision`, for tests of the
+    upgrade path); a database already there is left as it is."""
+    command.upgrade(config(connection), revision)
 
 
 def current(connection: Connection) -> str | None:

@@ -143,12 +143,13 @@ class SqlStore:
         """Whether `listen` works here (PostgreSQL); otherwise poll `version()`."""
         return self._postgres
 
-    async def migrate(self) -> None:
-        """Create or upgrade the schema to `HEAD`, in one transaction where the database allows."""
+    async def migrate(self, revision: str = "head") -> None:
+        """Create or upgrade the schema to `HEAD` (or an older `revision`), in one transaction
+        where the database allows."""
         async with self._engine.begin() as conn:
             if self._postgres:
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-            await conn.run_sync(migrations.upgrade)
+            await conn.run_sync(migrations.upgrade, revision)
 
     async def current_revision(self) -> str | None:
         async with self._engine.connect() as conn:
@@ -238,16 +239,18 @@ class SqlStore:
         target_type: str | None = None,
         enabled: bool | None = None,
         label: tuple[str, str] | None = None,
+        owner: str | None = None,
         after: str | None = None,
         limit: int = 50,
     ) -> tuple[builtins.list[StoredSubscription], str | None]:
         """One page of subscriptions in creation order, and the cursor of the next (or None).
 
-        `event_type` keeps those whose `events` patterns match it; `label` is (key, value).
+        `event_type` keeps those whose `events` patterns match it; `label` is (key, value);
+        `owner` keeps one team's.
         """
         if not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit must be from 1 to {MAX_PAGE}")
-        query = schema.listing(target_type=target_type, enabled=enabled, label=label)
+        query = schema.listing(target_type=target_type, enabled=enabled, label=label, owner=owner)
         wanted = event_filter(event_type)
         position = 0 if after is None else cursor_position(after)
         found: builtins.list[Row[Any]] = []

@@ -54,6 +54,7 @@ subscriptions = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("id", name="uq_subscriptions_id"),
     sa.UniqueConstraint("name", name="uq_subscriptions_name"),
+    sa.Index("ix_subscriptions_owner", "owner"),
 )
 
 labels = sa.Table(
@@ -112,10 +113,16 @@ async def write_labels(conn: AsyncConnection, id_: str, label_map: Mapping[str, 
 
 
 def listing(
-    *, target_type: str | None, enabled: bool | None, label: tuple[str, str] | None
+    *,
+    target_type: str | None,
+    enabled: bool | None,
+    label: tuple[str, str] | None,
+    owner: str | None = None,
 ) -> sa.Select[Any]:
     """Subscriptions in creation order, narrowed by the filters SQL can apply."""
     query = sa.select(subscriptions).order_by(subscriptions.c.seq)
+    if owner is not None:
+        query = query.where(subscriptions.c.owner == owner)
     if target_type is not None:
         query = query.where(subscriptions.c.target_type == target_type)
     if enabled is not None:

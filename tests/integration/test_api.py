@@ -145,6 +145,10 @@ async def test_crud_auth_validation_and_secrets(
             assert [s["name"] for s in page["items"]] == ["ops"]
             status, page = await call(http, "GET", f"{api}/subscriptions?enabled=true")
             assert page["items"] == []
+            status, page = await call(http, "GET", f"{api}/subscriptions?owner={created['owner']}")
+            assert [s["name"] for s in page["items"]] == ["ops"]
+            status, page = await call(http, "GET", f"{api}/subscriptions?owner=nobody")
+            assert page["items"] == []
             event = new_event("deployment.failed", "t")
             status, matched = await call(http, "POST", f"{api}/events/match", data=encode(event))
             assert status == 200

@@ -363,6 +363,33 @@ async def test_migrate_builds_an_empty_database_and_again_changes_nothing(url: s
     await store.close()
 
 
+async def test_a_database_at_the_previous_revision_upgrades_keeping_its_subscriptions(
+    url: str,
+) -> None:
+    old = SqlStore(url, secret_key=KEY)
+    await old.migrate("0001")  # the schema the first release created
+    assert await old.current_revision() == "0001"
+    kept = await old.create(webhook(), owner="payments", labels={"env": "prod"})
+    await old.create(subscription("other"), owner="search")
+    await old.close()
+
+    store = SqlStore(url, secret_key=KEY)
+    await store.migrate()
+    assert await store.current_revision() == HEAD != "0001"
+    assert await schema_differences(url, metadata) == []  # 0002's owner index is there
+    found = await store.get(kept.id)
+    assert found is not None
+    assert (found.subscription, found.owner, found.labels) == (
+        kept.subscription,
+        "payments",
+        {"env": "prod"},
+    )
+    page, _ = await store.list(owner="payments")
+    assert [s.id for s in page] == [kept.id]
+    assert await store.version() == 2  # the change counter survived the upgrade
+    await store.close()
+
+
 async def test_the_migrated_schema_is_the_one_the_store_uses(store: SqlStore, url: str) -> None:
     assert await schema_differences(url, metadata) == []
 

@@ -113,6 +113,7 @@ def exercise_crud(config: Path, capsys: Capture) -> None:
     ]
     code, page = run_json(capsys, "list", *c)
     assert page == {"items": [first, second], "next_cursor": None}
+    assert run_json(capsys, "list", "--owner", "team-a", *c)[1]["items"] == [first]
     for ident in (first["id"], "ops"):
         assert run_json(capsys, "show", ident, *c) == (0, first)
 

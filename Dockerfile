@@ -8,12 +8,12 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/dispatcher
-# The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-# The runtime dependencies and the `speed` extra (uvloop), read from pyproject.toml.
-RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["speed"]))' > requirements.txt \
-    && /opt/dispatcher/bin/pip install --requirement requirements.txt
-COPY README.md ./
+# The dependencies get a layer of their own, rebuilt only when the lock changes: the runtime
+# dependencies and the `speed` extra (uvloop), at the versions and hashes of requirements.lock
+# (scripts/lock writes it from pyproject.toml), so the image runs what the tests ran.
+COPY requirements.lock ./
+RUN /opt/dispatcher/bin/pip install --require-hashes --requirement requirements.lock
+COPY pyproject.toml README.md ./
 COPY dispatcher ./dispatcher
 RUN /opt/dispatcher/bin/pip install --no-deps .
 

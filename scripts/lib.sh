@@ -11,14 +11,17 @@ ensure_venv() {
   if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv || die "could not create .venv: apt-get install python3-venv"
   fi
-  # Reinstall only when pyproject.toml changed since the last install (by content, not mtime:
-  # a copy or checkout that keeps old timestamps still reinstalls).
+  # Reinstall only when pyproject.toml or the lock changed since the last install (by content,
+  # not mtime: a copy or checkout that keeps old timestamps still reinstalls). The versions come
+  # from requirements-dev.lock, every file checked against its hash, so every machine gets the
+  # same packages; dispatcher itself is installed editable on top, without dependencies.
   local stamp
-  stamp="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  stamp="$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -d' ' -f1)"
   if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
     echo "dispatcher: installing dependencies into .venv (log: .venv/install.log)" >&2
     if ! { .venv/bin/python -m pip install --upgrade pip \
-           && .venv/bin/python -m pip install -e ".[dev,speed]"; } >.venv/install.log 2>&1; then
+           && .venv/bin/python -m pip install --require-hashes -r requirements-dev.lock \
+           && .venv/bin/python -m pip install --no-deps -e .; } >.venv/install.log 2>&1; then
       tail -n 20 .venv/install.log >&2
       die "pip install failed (whole log: .venv/install.log)"
     fi

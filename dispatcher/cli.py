@@ -24,6 +24,7 @@ from dispatcher.cli_output import (
     dumps,
     emit,
     emit_error,
+    json_flag,
     output_arg,
     wants_json,
 )
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         default="text",
         help="text for a person (default) or one JSON document for a script",
     )
+    json_flag(parser, "text")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, *, config: bool = True, output: bool = True) -> Parser:
@@ -519,7 +521,8 @@ def _json_asked(argv: Sequence[str]) -> bool:
     """Whether the command line asks for `-o json`, read before (or without) parsing it."""
     pairs = zip(argv, [*argv[1:], ""], strict=True)
     return any(
-        (word in ("-o", "--output") and after == "json") or word in ("-ojson", "--output=json")
+        (word in ("-o", "--output") and after == "json")
+        or word in ("-ojson", "--output=json", "--json")
         for word, after in pairs
     )
 

@@ -46,6 +46,19 @@ def output_arg(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="text for a person (default) or one JSON document for a script",
     )
+    json_flag(parser, argparse.SUPPRESS)
+
+
+def json_flag(parser: argparse.ArgumentParser, default: str) -> None:
+    """`--json`, the same as `-o json`: the spelling scripts reach for first."""
+    parser.add_argument(
+        "--json",
+        action="store_const",
+        const="json",
+        dest="output",
+        default=default,
+        help="the same as -o json",
+    )
 
 
 def wants_json(args: argparse.Namespace) -> bool:

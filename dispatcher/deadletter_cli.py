@@ -33,9 +33,6 @@ def add_parser(commands: argparse._SubParsersAction[Any]) -> None:
     output_arg(listing)
     _selection_args(listing)
     listing.add_argument(
-        "--json", action="store_true", help="one JSON object per dead letter (as -o json)"
-    )
-    listing.add_argument(
         "--limit", type=_count, default=50, help="show at most N (default: 50; 0: all)"
     )
     for name, what in (
@@ -99,7 +96,7 @@ def handle(args: argparse.Namespace) -> int:
         frozenset(args.subscription or ()), frozenset(args.reason or ()), frozenset(args.id or ())
     )
     if args.dead_letters_action == "list":
-        as_json = args.json or wants_json(args)
+        as_json = wants_json(args)
         return asyncio.run(_list(settings.broker, selection, args.limit, as_json=as_json))
     if not (args.yes or args.dry_run or sys.stdin.isatty()):
         print(

@@ -30,6 +30,8 @@ from dispatcher.subscriptions.store import SubscriptionStore
 TEST_TIERS = ("100ms", "200ms", "300ms", "500ms", "1s", "2s", "3s", "5s")
 
 AMQP_URL = os.environ.get("DISPATCHER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+#: what tests' targets live on: allowed explicitly, as the network guard refuses it by default
+LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
 
 
 async def wait_until(
@@ -136,6 +138,8 @@ def write_config(
         "subscriptions": subscriptions,
         **top,
     }
+    # the sinks and stand-ins are on loopback; a test's own `delivery` keeps this unless it says
+    config["delivery"] = {"allowed_networks": LOOPBACK_NETWORKS, **config["delivery"]}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

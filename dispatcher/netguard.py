@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -24,6 +24,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: one address to connect to: (family, sockaddr) as getaddrinfo gives it
 Resolved = tuple[socket.AddressFamily, tuple[str, int] | tuple[str, int, int, int]]
+#: a resolver: the addresses of (host, port)
+Lookup = Callable[[str, int], Awaitable[list[Resolved]]]
 
 #: what each rule forbids, as a reason says it
 RULES = {
@@ -66,8 +68,8 @@ _TABLE: tuple[tuple[IPNetwork, str], ...] = tuple(
         # IPv6 (IPv4-mapped, NAT64 and 6to4 addresses are judged by the IPv4 address inside)
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "private"),  # local-use NAT64 (inside ::/8)
         ("::/8", "reserved"),  # IPv4-compatible and the rest of the block
-        ("64:ff9b:1::/48", "private"),  # local-use NAT64
         ("100::/64", "reserved"),  # discard
         ("2001::/23", "reserved"),  # IETF protocol assignments, Teredo
         ("2001:db8::/32", "reserved"),  # documentation
@@ -146,12 +148,20 @@ class NetworkGuard:
 
     allowed: tuple[IPNetwork, ...] = ()
     allow_private: bool = False
+    #: how names are resolved (default: `system_lookup`); tests give names addresses here
+    lookup: Lookup | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, allowed_networks: Iterable[str], *, allow_private: bool = False) -> NetworkGuard:
+    def of(
+        cls,
+        allowed_networks: Iterable[str],
+        *,
+        allow_private: bool = False,
+        lookup: Lookup | None = None,
+    ) -> NetworkGuard:
         """From CIDR strings (a bare address is a /32 or /128); ValueError on a bad one."""
         allowed = tuple(ipaddress.ip_network(cidr, strict=True) for cidr in allowed_networks)
-        return cls(allowed, allow_private)
+        return cls(allowed, allow_private, lookup)
 
     def refusal(self, address: IPAddress) -> str | None:
         """The rule that refuses this address here, or None: it may be connected to."""
@@ -194,20 +204,24 @@ class NetworkGuard:
         try:  # a literal address needs no lookup (and no trip to the resolver's thread)
             literal = ipaddress.ip_address(host)
         except ValueError:
-            pass
+            resolved = await (self.lookup or system_lookup)(host, port)
         else:
-            self.check(host)
-            if literal.version == 4:
-                return [(socket.AF_INET, (host, port))]
-            return [(socket.AF_INET6, (host, port, 0, 0))]
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-        )
-        resolved: dict[Resolved, None] = {}  # each address once, in the resolver's order
-        for family, _, _, _, sockaddr in infos:
-            if family in (socket.AF_INET, socket.AF_INET6):
-                self.check(str(sockaddr[0]))
-                resolved[(family, cast(tuple[str, int], sockaddr))] = None
+            family = socket.AF_INET if literal.version == 4 else socket.AF_INET6
+            resolved = [(family, (host, port) if literal.version == 4 else (host, port, 0, 0))]
+        for _, sockaddr in resolved:
+            self.check(sockaddr[0])
         if not resolved:
             raise socket.gaierror(socket.EAI_NONAME, "no IPv4 or IPv6 address")
-        return list(resolved)
+        return resolved
+
+
+async def system_lookup(host: str, port: int) -> list[Resolved]:
+    """The host's IPv4 and IPv6 addresses from the event loop's resolver, each once, in order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    resolved: dict[Resolved, None] = {}  # getaddrinfo may repeat an address
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            resolved[(family, cast(tuple[str, int], sockaddr))] = None
+    return list(resolved)

@@ -24,6 +24,7 @@ from dispatcher.config import load_settings
 from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS
 from dispatcher.durations import duration_name, parse_duration
 from dispatcher.events import Event, decode, encode
+from dispatcher.netguard import NetworkGuard
 from dispatcher.subscriptions.store import SubscriptionStore
 
 #: the retry delays tests configure (their tier queues are deleted after each test)
@@ -32,6 +33,7 @@ TEST_TIERS = ("100ms", "200ms", "300ms", "500ms", "1s", "2s", "3s", "5s")
 AMQP_URL = os.environ.get("DISPATCHER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 #: what tests' targets live on: allowed explicitly, as the network guard refuses it by default
 LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+LOOPBACK = NetworkGuard.of(LOOPBACK_NETWORKS)
 
 
 async def wait_until(

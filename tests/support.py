@@ -223,16 +223,16 @@ def close_broker_connections(connection_name: str) -> int:
     return len(pids)
 
 
-async def start_sink() -> tuple[Sink, Callable[[], Awaitable[None]]]:
+async def start_sink(host: str = "127.0.0.1") -> tuple[Sink, Callable[[], Awaitable[None]]]:
     sink = Sink()
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", sink.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     port = runner.addresses[0][1]
-    sink.base_url = f"http://127.0.0.1:{port}"
+    sink.base_url = f"http://{host}:{port}"
     return sink, runner.cleanup
 
 

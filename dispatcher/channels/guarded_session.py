@@ -74,6 +74,11 @@ class _CappedResponse(aiohttp.ClientResponse):
                 raise
         return await super().read()
 
+    async def text(self, encoding: str | None = None, errors: str = "replace") -> str:
+        """As aiohttp's, but bytes that are not text (compressed by a server that ignored
+        `identity`, say) do not raise: the answer is then classified by its status alone."""
+        return await super().text(encoding, errors)
+
     async def _read_capped(self) -> bytes:
         too_large = AnswerTooLarge(f"the answer is larger than {self.max_bytes} bytes")
         if (self.content_length or 0) > self.max_bytes:

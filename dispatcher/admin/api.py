@@ -5,9 +5,9 @@ otherwise). Bodies are the YAML subscription shape, validated by the same models
 file: 422 lists every problem with its field path, 409 says a name is taken, 413 a body is too
 large, 404 an id or name is unknown. A target URL whose host is an address the network guard
 refuses (`delivery.allowed_networks`; a literal address or localhost) is a 422 that names the
-rule; a name is judged each time it is resolved, at send time. A secret (a token, a signing key, a webhook URL, a custom
-header value) is never returned: it shows as `****` and its last 4 characters, and a PATCH that
-leaves it out (or sends that same mask back) keeps it.
+rule; a name is judged each time it is resolved, at send time. A secret (a token, a signing
+key, a webhook URL, a custom header value) is never returned: it shows as `****` and its last
+4 characters, and a PATCH that leaves it out (or sends that same mask back) keeps it.
 
     POST   /api/v1/subscriptions               create (201, with its id)
     GET    /api/v1/subscriptions               list: ?event_type= &target_type= &enabled=

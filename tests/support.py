@@ -178,6 +178,12 @@ async def drain_queue(
     return messages
 
 
+def header(message: aiormq.abc.DeliveredMessage, name: str) -> str:
+    """A header of a message read back from the broker (a dead letter's reason, say), as text."""
+    value = (message.header.properties.headers or {})[name]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 async def queue_depth(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
     ok = await channel.queue_declare(queue, passive=True)
     return int(ok.message_count or 0)

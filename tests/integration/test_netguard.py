@@ -36,6 +36,7 @@ from tests.support import (
     Sink,
     as_event,
     drain_queue,
+    header,
     publish_events,
     run_cli,
     running,
@@ -93,11 +94,6 @@ def names_resolving(table: dict[str, list[list[str]]]) -> Callable[[str, int], A
     return lookup
 
 
-def _h(message: aiormq.abc.DeliveredMessage, name: str) -> str:
-    value = (message.header.properties.headers or {})[name]
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def test_the_daemon_dead_letters_a_refused_target_and_delivers_an_allowed_one(
     tmp_path: Path, names: BrokerNames, sink: Sink, amqp: aiormq.abc.AbstractChannel
 ) -> None:
@@ -118,11 +114,11 @@ async def test_the_daemon_dead_letters_a_refused_target_and_delivers_an_allowed_
         await stop()
     assert [r.path for r in sink.received] == ["/ok"]
     assert other.received == []
-    assert _h(dead, "x-dispatcher-subscription") == "refused"
-    assert _h(dead, "x-dispatcher-reason") == "permanent_failure"
-    assert _h(dead, "x-dispatcher-attempts") == "1"
+    assert header(dead, "x-dispatcher-subscription") == "refused"
+    assert header(dead, "x-dispatcher-reason") == "permanent_failure"
+    assert header(dead, "x-dispatcher-attempts") == "1"
     origin = other.base_url
-    assert _h(dead, "x-dispatcher-last-error") == (
+    assert header(dead, "x-dispatcher-last-error") == (
         f"not posting to {origin}: 127.0.0.2 is a loopback address; {HOW_TO_ALLOW}"
     )
     assert "query-secret" not in repr(dead.header.properties.headers)

@@ -171,6 +171,36 @@ async def test_a_webhook_asks_for_and_gets_an_answer_as_sent() -> None:
     assert "decompressed" not in result.reason
 
 
+async def test_an_answer_that_trickles_in_is_cut_by_the_whole_request_deadline() -> None:
+    """A target that sends its head at once and then a byte at a time keeps every read busy:
+    only a deadline on the whole request ends it."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(400):  # 20 s at most, should the client never give up
+                writer.write(b"1\r\nx\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            pass  # the client gave up: what the test waits for
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    target = {"type": "webhook", "url": f"http://127.0.0.1:{port}/t", "timeout_s": 0.5}
+    try:
+        result = await send(WebhookChannel(guard=LOOPBACK), subscription("t", target))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result == SendFailed(
+        f"timed out after 0.5s posting to http://127.0.0.1:{port}", True, timed_out=True
+    )
+
+
 def render(_delivery: Delivery) -> SlackMessage:
     return SlackMessage(text="t", blocks=[])
 

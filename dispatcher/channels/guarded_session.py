@@ -49,7 +49,12 @@ class _GuardedResolver(AbstractResolver):
         flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV  # what aiohttp's own resolvers say
         return [
             ResolveResult(
-                hostname=host, host=sockaddr[0], port=port, family=af, proto=0, flags=flags
+                hostname=host,
+                host=sockaddr[0],
+                port=port,
+                family=af,
+                proto=socket.IPPROTO_TCP,
+                flags=flags,
             )
             for af, sockaddr in await self._guard.resolve(host, port)
             if family in (socket.AF_UNSPEC, af)

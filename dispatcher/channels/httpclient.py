@@ -259,7 +259,8 @@ async def _open_socket(loop: asyncio.AbstractEventLoop, addresses: list[Resolved
     none does."""
     error: OSError | None = None
     for family, sockaddr in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, as getaddrinfo gives it: asyncio sets TCP_NODELAY only on such a socket
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setblocking(False)
             await loop.sock_connect(sock, sockaddr)

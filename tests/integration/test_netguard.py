@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from dispatcher.channels.base import Channel, Delivery, SendFailed, SendOk, SendResult
+from dispatcher.channels.httpclient import HttpClient, Origin
 from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
 from dispatcher.channels.webhook import WebhookChannel
 from dispatcher.events import new_event
@@ -153,6 +154,23 @@ async def test_a_name_connects_to_the_checked_address_and_cannot_rebind(sink: Si
         ("/a", f"hooks.test:{port}"),
         ("/b", f"second.test:{port}"),
     ]
+
+
+async def test_a_connection_to_a_checked_address_is_set_up_as_asyncio_would(sink: Sink) -> None:
+    """The client connects a socket of its own; asyncio sets TCP_NODELAY only on one made the way
+    getaddrinfo says (IPPROTO_TCP), and without it a request can wait out a delayed ACK."""
+    client = HttpClient(guard=LOOPBACK)
+    origin = Origin("http", "127.0.0.1", int(sink.base_url.rsplit(":", 1)[1]))
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    try:
+        async with asyncio.timeout(10):
+            assert (await client.request(origin, request, 64)).status == 204
+        [kept] = client._pools[origin].idle  # the connection, kept alive for the next request
+        assert kept.transport is not None
+        sock = kept.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        await client.close()
 
 
 async def test_a_webhook_asks_for_and_gets_an_answer_as_sent() -> None:

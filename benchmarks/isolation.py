@@ -48,7 +48,7 @@ class IsolationDaemon(Daemon):
     def __init__(self, workdir: Path, names: Names, subscriptions: list[dict[str, Any]]) -> None:
         super().__init__(workdir, names, subscriptions)
         document = yaml.safe_load(self.config.read_text())
-        document["delivery"] = {"retry_delays": [RETRY_DELAY]}
+        document["delivery"] = {**document["delivery"], "retry_delays": [RETRY_DELAY]}
         self.config.write_text(yaml.safe_dump(document, sort_keys=False))
 
 

@@ -36,7 +36,7 @@ def peak_rss_mb(pid: int) -> float:
 
 class Daemon:
     """`dispatcher run` as a subprocess: default settings but for these broker names, the
-    admin port and these subscriptions."""
+    admin port, loopback targets allowed and these subscriptions."""
 
     def __init__(self, workdir: Path, names: Names, subscriptions: list[dict[str, Any]]) -> None:
         self.names = names
@@ -46,6 +46,8 @@ class Daemon:
             # The admin server runs as by default, on a free port: a dispatcher already serving
             # here, or a test's, never clashes with the benchmark's.
             "admin": {"listen": "127.0.0.1:0"},
+            # the receivers are on loopback, which webhook targets may reach only when allowed
+            "delivery": {"allowed_networks": ["127.0.0.0/8"]},
             "subscriptions": subscriptions,
         }
         self.config.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -130,13 +130,15 @@ def _log_breaker(key: str, old: BreakerState, new: BreakerState) -> None:
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    """One channel per target type; `email` only when the config has an `smtp:` section."""
-    rate = settings.slack.rate
+    """One channel per target type; `email` only when the config has an `smtp:` section. The
+    HTTP ones connect only where `delivery.allowed_networks` allows (the SMTP server is the
+    operator's own)."""
+    rate, guard = settings.slack.rate, settings.delivery.guard
     channels: dict[str, Channel] = {
-        "webhook": WebhookChannel(),
+        "webhook": WebhookChannel(guard=guard),
         "log": LogChannel(),
-        "slack": SlackChannel(settings.slack, _slack, rate=rate),
-        "slack_webhook": SlackWebhookChannel(_slack, rate=rate),
+        "slack": SlackChannel(settings.slack, _slack, guard=guard, rate=rate),
+        "slack_webhook": SlackWebhookChannel(_slack, guard=guard, rate=rate),
     }
     if settings.smtp is not None:
         smtp = settings.smtp
@@ -266,6 +268,7 @@ class App:
                     tester=self._test_once,
                     max_event_bytes=self.settings.broker.max_event_bytes,
                     target_types=frozenset(self.channels),
+                    guard=self.settings.delivery.guard,
                 )
                 app.add_subapp("/api/v1/", api.application())
             servers.append(HttpServer("admin", app, self.settings.admin.listen))

@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 
 from dispatcher.errors import ConfigError, ConfigProblem
 from dispatcher.settings import Settings
+from dispatcher.subscriptions.models import SlackWebhookTarget, WebhookTarget
 
 BROKER_URL_ENV = "DISPATCHER_BROKER_URL"
 #: more values than this means aliases nested to blow up the walk ("billion laughs")
@@ -202,6 +203,8 @@ class _Config:
         self.include_subscriptions()
         self.check_names()
         settings = self.validate()
+        if settings is not None:
+            self.check_hosts(settings)
         problems = self.problems + [self.problem(issue) for issue in self.issues]
         if settings is None or problems:
             problems.sort(key=lambda p: (p.file != self.file, p.file, p.line or 0))
@@ -282,6 +285,22 @@ class _Config:
                 self.issues.append(_Issue(("subscriptions", index, "name"), message, by_index=True))
                 self.names_clash = True
             first.setdefault(name, index)
+
+    def check_hosts(self, settings: Settings) -> None:
+        """URLs whose host the network guard refuses outright (a literal address or localhost
+        that `delivery.allowed_networks` does not allow): an error now, with its line, rather
+        than a refusal at every delivery. Names are judged when they are resolved, at send time."""
+        guard = settings.delivery.guard
+        urls: list[tuple[DataPath, str]] = [(("slack", "api_url"), settings.slack.api_url)]
+        for index, sub in enumerate(settings.subscriptions):
+            if isinstance(sub.target, WebhookTarget | SlackWebhookTarget):
+                urls.append(
+                    (("subscriptions", index, "target", "url"), sub.target.url.get_secret_value())
+                )
+        for path, url in urls:
+            refused = guard.host_refusal(url)
+            if refused is not None:
+                self.issues.append(_Issue(path, f"refused: {refused}"))
 
     def validate(self) -> Settings | None:
         try:

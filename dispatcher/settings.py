@@ -6,17 +6,27 @@ silently ignored. Secrets are `SecretStr`: they never show in a repr, a log line
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import ssl
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from dispatcher.delivery.breaker import BreakerSettings
 from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS, Schedule
 from dispatcher.durations import parse_duration
 from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
+from dispatcher.netguard import NetworkGuard
 from dispatcher.rates import Rate
 from dispatcher.subscriptions.models import (
     Subscription,
@@ -183,6 +193,19 @@ class CircuitBreakerSettings(_Section):
         )
 
 
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        bits = "host bits set" in str(exc)
+        why = "host bits are set: name the network" if bits else "not a network in CIDR notation"
+        raise ValueError(f"{why}, e.g. 10.20.0.0/16 or fd00::/8") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+
+
 class DeliverySettings(_Section):
     #: quick tries in process before a retryable failure is handed to the retry tiers (a
     #: timeout goes to the tiers at once: a hanging target gets no second try in process)
@@ -207,6 +230,12 @@ class DeliverySettings(_Section):
     #: a target failing without a break this long is disabled (its deliveries dead-lettered)
     disable_after: str = "5d"
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
+    #: webhook, Slack incoming-webhook and `slack.api_url` hosts must resolve to public
+    #: addresses; these networks (CIDRs) are allowed too, e.g. an internal 10.20.0.0/16
+    allowed_networks: list[Cidr] = Field(default_factory=list, max_length=1000)
+    #: allow every loopback, private, link-local and CGNAT address (cloud metadata, multicast,
+    #: reserved and unspecified addresses still need a CIDR in `allowed_networks`)
+    allow_private_networks: bool = False
 
     _delays = field_validator("retry_delays")(check_delays)
     _age = field_validator("max_age", "disable_after")(check_duration)
@@ -214,6 +243,11 @@ class DeliverySettings(_Section):
     @property
     def schedule(self) -> Schedule:
         return Schedule.of(self.retry_delays, self.max_age)
+
+    @property
+    def guard(self) -> NetworkGuard:
+        """Where targets may connect (`allowed_networks`, `allow_private_networks`)."""
+        return NetworkGuard.of(self.allowed_networks, allow_private=self.allow_private_networks)
 
 
 class SlackSettings(_Section):

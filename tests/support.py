@@ -24,12 +24,16 @@ from dispatcher.config import load_settings
 from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS
 from dispatcher.durations import duration_name, parse_duration
 from dispatcher.events import Event, decode, encode
+from dispatcher.netguard import NetworkGuard
 from dispatcher.subscriptions.store import SubscriptionStore
 
 #: the retry delays tests configure (their tier queues are deleted after each test)
 TEST_TIERS = ("100ms", "200ms", "300ms", "500ms", "1s", "2s", "3s", "5s")
 
 AMQP_URL = os.environ.get("DISPATCHER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+#: what tests' targets live on: allowed explicitly, as the network guard refuses it by default
+LOOPBACK_NETWORKS = ["127.0.0.0/8", "::1/128"]
+LOOPBACK = NetworkGuard.of(LOOPBACK_NETWORKS)
 
 
 async def wait_until(
@@ -136,6 +140,8 @@ def write_config(
         "subscriptions": subscriptions,
         **top,
     }
+    # the sinks and stand-ins are on loopback; a test's own `delivery` keeps this unless it says
+    config["delivery"] = {"allowed_networks": LOOPBACK_NETWORKS, **config["delivery"]}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -170,6 +176,12 @@ async def drain_queue(
             break
         messages.append(message)
     return messages
+
+
+def header(message: aiormq.abc.DeliveredMessage, name: str) -> str:
+    """A header of a message read back from the broker (a dead letter's reason, say), as text."""
+    value = (message.header.properties.headers or {})[name]
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def queue_depth(channel: aiormq.abc.AbstractChannel, queue: str) -> int:
@@ -217,16 +229,16 @@ def close_broker_connections(connection_name: str) -> int:
     return len(pids)
 
 
-async def start_sink() -> tuple[Sink, Callable[[], Awaitable[None]]]:
+async def start_sink(host: str = "127.0.0.1") -> tuple[Sink, Callable[[], Awaitable[None]]]:
     sink = Sink()
     app = web.Application()
     app.router.add_route("POST", "/{tail:.*}", sink.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     port = runner.addresses[0][1]
-    sink.base_url = f"http://127.0.0.1:{port}"
+    sink.base_url = f"http://{host}:{port}"
     return sink, runner.cleanup
 
 

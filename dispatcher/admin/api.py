@@ -3,9 +3,11 @@
 Every request carries `Authorization: Bearer <admin.token>` (compared in constant time; 401
 otherwise). Bodies are the YAML subscription shape, validated by the same models as the config
 file: 422 lists every problem with its field path, 409 says a name is taken, 413 a body is too
-large, 404 an id or name is unknown. A secret (a token, a signing key, a webhook URL, a custom
-header value) is never returned: it shows as `****` and its last 4 characters, and a PATCH that
-leaves it out (or sends that same mask back) keeps it.
+large, 404 an id or name is unknown. A target URL whose host is an address the network guard
+refuses (`delivery.allowed_networks`; a literal address or localhost) is a 422 that names the
+rule; a name is judged each time it is resolved, at send time. A secret (a token, a signing
+key, a webhook URL, a custom header value) is never returned: it shows as `****` and its last
+4 characters, and a PATCH that leaves it out (or sends that same mask back) keeps it.
 
     POST   /api/v1/subscriptions               create (201, with its id)
     GET    /api/v1/subscriptions               list: ?event_type= &target_type= &enabled=
@@ -37,6 +39,7 @@ from pydantic import ValidationError
 from dispatcher.channels.base import SendFailed, SendResult
 from dispatcher.errors import DispatcherError
 from dispatcher.events import InvalidEvent, decode
+from dispatcher.netguard import NetworkGuard
 from dispatcher.subscriptions.bodies import join_secrets, split_secrets
 from dispatcher.subscriptions.explain import explain
 from dispatcher.subscriptions.models import Subscription, Target
@@ -160,10 +163,13 @@ class Api:
         tester: Tester,
         max_event_bytes: int,
         target_types: frozenset[str] = TARGET_TYPES,
+        guard: NetworkGuard | None = None,
     ) -> None:
         """`target_types`: the kinds of target this deployment can deliver to (email needs the
         config's `smtp:`); a subscription to another is refused, or the daemons would refuse the
-        whole set on their next reload."""
+        whole set on their next reload. `guard`: where targets may connect (default: public
+        addresses only)."""
+        self._guard = guard or NetworkGuard()
         self._store = store
         self._target_types = target_types
         self._token = hashlib.sha256(token.encode()).digest()  # equal lengths: no length leak
@@ -222,6 +228,8 @@ class Api:
         )
         if problem:
             return _error(422, "invalid", problem)
+        if refused := self._host_refusal(body):
+            return refused
         try:
             stored = await self._store.create(body, owner=owner, labels=labels)
         except ValidationError as exc:
@@ -298,6 +306,8 @@ class Api:
         )
         if problem:
             return _error(422, "invalid", problem)
+        if refused := self._host_refusal(patch):
+            return refused
         try:
             stored = await self._store.update(current.id, patch, **meta)
         except ValidationError as exc:
@@ -396,6 +406,15 @@ class Api:
         if isinstance(kind, str) and kind in TARGET_TYPES and kind not in self._target_types:
             return f"{kind} targets cannot be delivered here: the config has no `smtp:` section"
         return None
+
+    def _host_refusal(self, body: Mapping[str, Any]) -> web.Response | None:
+        """A 422 when the body's target URL names an address the guard refuses."""
+        target = body.get("target")
+        url = target.get("url") if isinstance(target, Mapping) else None
+        refused = self._guard.host_refusal(url) if isinstance(url, str) else None
+        if refused is None:
+            return None
+        return _error(422, "invalid", f"refused: {refused}", field="target.url")
 
     @staticmethod
     def _meta_problem(owner: Any, labels: Any) -> str | None:

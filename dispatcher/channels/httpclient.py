@@ -5,18 +5,25 @@ Why not aiohttp's client, which the rest of dispatcher's HTTP uses: profiling th
 its per-request machinery at about half of the daemon's CPU (about 90 µs a request on our 2-core
 machines, against about 25 µs here). A webhook POST needs none of what that buys: no redirects,
 cookies, proxies, compression, multipart or streaming. TLS, DNS and sockets are asyncio's.
+
+Every new connection goes through a `NetworkGuard`: the host is resolved, every address it
+resolves to is checked, and the socket connects to one of those very addresses (TLS still names
+the host), so a name cannot resolve to a public address for the check and to a private one for
+the connect. A refused host raises `AddressRefused`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
 import time
 from dataclasses import dataclass
 from typing import cast
 
 from dispatcher.channels.http1 import Answer, ProtocolError, ResponseParser
+from dispatcher.netguard import NetworkGuard, Resolved
 
 #: connections at once to one origin; more requests wait for one to come free
 LIMIT_PER_ORIGIN = 64
@@ -158,7 +165,8 @@ class _Pool:
 
 class HttpClient:
     """POSTs over pooled keep-alive connections. Bound each call's time with asyncio.timeout;
-    a call cancelled midway closes its connection."""
+    a call cancelled midway closes its connection. `guard` says which addresses it may connect
+    to (default: public ones only)."""
 
     def __init__(
         self,
@@ -166,7 +174,9 @@ class HttpClient:
         limit_per_origin: int = LIMIT_PER_ORIGIN,
         keepalive_s: float = KEEPALIVE_S,
         ssl_context: ssl.SSLContext | None = None,
+        guard: NetworkGuard | None = None,
     ) -> None:
+        self._guard = guard or NetworkGuard()
         self._limit = limit_per_origin
         self._keepalive_s = keepalive_s
         self._ssl = ssl_context
@@ -181,7 +191,7 @@ class HttpClient:
 
     async def request(self, origin: Origin, data: bytes, max_body: int) -> Answer:
         """Send `data` (a whole request) and read the answer. Raises OSError (connect, DNS,
-        TLS), Disconnected, ProtocolError, ClientClosed."""
+        TLS; AddressRefused from the guard), Disconnected, ProtocolError, ClientClosed."""
         if self.closed:
             raise ClientClosed
         pool = self._pools.get(origin)
@@ -218,15 +228,21 @@ class HttpClient:
             pool.give_back(connection, reusable=reusable)
 
     async def _connect(self, origin: Origin, max_body: int) -> _Connection:
+        """A connection to the first of the host's checked addresses that takes one."""
         loop = asyncio.get_running_loop()
         tls = self._tls() if origin.scheme == "https" else None
-        _, connection = await loop.create_connection(
-            lambda: _Connection(max_body),
-            origin.host,
-            origin.port,
-            ssl=tls,
-            server_hostname=origin.host if tls is not None else None,
-        )
+        addresses = await self._guard.resolve(origin.host, origin.port)
+        sock = await _open_socket(loop, addresses)
+        try:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(max_body),
+                sock=sock,
+                ssl=tls,
+                server_hostname=origin.host if tls is not None else None,
+            )
+        except BaseException:
+            sock.close()
+            raise
         return connection
 
     async def close(self) -> None:
@@ -236,3 +252,25 @@ class HttpClient:
                 connection.close()
             pool.idle.clear()
         self._pools.clear()
+
+
+async def _open_socket(loop: asyncio.AbstractEventLoop, addresses: list[Resolved]) -> socket.socket:
+    """A TCP socket connected to the first of `addresses` that answers; the last OSError when
+    none does."""
+    error: OSError | None = None
+    for family, sockaddr in addresses:
+        # IPPROTO_TCP, as getaddrinfo gives it: asyncio sets TCP_NODELAY only on such a socket
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert error is not None  # resolve() gives at least one address
+    raise error

@@ -9,6 +9,9 @@ logger of its own that drops everything, because at debug level it writes the we
 
 The SDK applies its `timeout` only to sessions it makes itself, so each send is bounded here with
 `asyncio.timeout(target.timeout_s)`; and it gets no retry handlers: a channel makes one attempt.
+
+The session (`guarded_session`) connects only where the `NetworkGuard` allows (a refused host is
+a permanent failure naming the rule), follows no redirect and reads a bounded answer.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from dispatcher.channels.base import (
     error_text,
     target_key,
 )
+from dispatcher.channels.guarded_session import AnswerTooLarge, RedirectRefused, guarded_session
 from dispatcher.channels.webhook import origin, parse_retry_after
+from dispatcher.netguard import AddressRefused, NetworkGuard
 from dispatcher.rates import Rate
 from dispatcher.render import SlackMessage
 from dispatcher.settings import SlackSettings
@@ -87,6 +92,8 @@ def _cause(exc: BaseException) -> str:
     err = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
     if isinstance(err, aiohttp.ServerDisconnectedError):
         return "server disconnected"
+    if isinstance(err, AnswerTooLarge):
+        return str(err)  # our own words: no URL in them
     if isinstance(err, aiohttp.ClientError) and not (isinstance(err, OSError) and err.errno):
         return type(err).__name__  # its text can hold the URL
     return error_text(err) if isinstance(err, OSError) else type(err).__name__
@@ -105,7 +112,12 @@ async def _attempt(
         return SendFailed(f"{where}: timed out after {timeout_s:g}s", True, timed_out=True)
     except aiohttp.InvalidURL:
         return SendFailed(f"{where}: invalid URL; check the target", retryable=False)
+    except RedirectRefused as exc:
+        reason = f"{where}: HTTP {exc.status}{' from ' + at if at else ''}: dispatcher does not "
+        return SendFailed(reason + "follow redirects; configure the final URL", retryable=False)
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, AddressRefused):  # the config must change: no retry passes
+            return SendFailed(f"{where}: not posting{to}: {exc.os_error}", retryable=False)
         return SendFailed(f"{where}: cannot connect{to}: {_cause(exc)}", retryable=True)
     except (aiohttp.ClientError, OSError) as exc:
         return SendFailed(f"{where}: posting{to} failed: {_cause(exc)}", retryable=True)
@@ -114,16 +126,23 @@ async def _attempt(
 
 
 class _SlackChannelBase(Generic[_Client]):
-    """The pooled session, the bounded client cache and `close()`, shared by both channels."""
+    """The pooled session, the bounded client cache and `close()`, shared by both channels.
+    The session made here connects where `guard` allows (default: public addresses only)."""
+
+    _web_api = False  # the session reads Web API answers (larger: they echo the message)
 
     def __init__(
         self,
         render: Render,
         *,
         session: aiohttp.ClientSession | None = None,
+        guard: NetworkGuard | None = None,
         clock: Callable[[], float] = time.time,
         rate: Rate | None = SLACK_RATE,
     ) -> None:
+        if session is not None and guard is not None:
+            raise ValueError("a session passed in brings its own guard; pass one or the other")
+        self._guard = guard or NetworkGuard()
         self._render = render
         self._rate = rate
         self._session = session
@@ -135,10 +154,7 @@ class _SlackChannelBase(Generic[_Client]):
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=64, keepalive_timeout=30)
-            # No cookie jar: a cookie one workspace sets must never travel with another's token.
-            jar = aiohttp.DummyCookieJar()
-            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=jar)
+            self._session = guarded_session(self._guard, web_api=self._web_api)
         return self._session
 
     def _unusable(self) -> bool:
@@ -182,16 +198,19 @@ class SlackChannel(_SlackChannelBase[AsyncWebClient]):
     `close()`; a session passed in belongs to the caller and is left open.
     """
 
+    _web_api = True
+
     def __init__(
         self,
         settings: SlackSettings,
         render: Render,
         *,
         session: aiohttp.ClientSession | None = None,
+        guard: NetworkGuard | None = None,
         clock: Callable[[], float] = time.time,
         rate: Rate | None = SLACK_RATE,
     ) -> None:
-        super().__init__(render, session=session, clock=clock, rate=rate)
+        super().__init__(render, session=session, guard=guard, clock=clock, rate=rate)
         self._api_url = settings.api_url
         self._at = origin(settings.api_url)
 

@@ -6,6 +6,10 @@ HTTP/1.1 client (`dispatcher.channels.httpclient`, which says why it is not aioh
 
 A webhook URL often carries a token in its path or query and credentials in its userinfo, so
 nothing here (reason, detail, repr) shows more of it than `origin(url)`: scheme://host[:port].
+
+The client connects only to addresses its `NetworkGuard` allows (`delivery.allowed_networks`);
+a refused host is a permanent failure whose reason names the rule. Answers are read up to
+64 KiB, never decompressed (the request asks for `identity`), within the target's `timeout_s`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from dispatcher.channels.base import (
 )
 from dispatcher.channels.http1 import ProtocolError, check_header, request_head
 from dispatcher.channels.httpclient import ClientClosed, Disconnected, HttpClient, Origin
+from dispatcher.netguard import AddressRefused, NetworkGuard
 from dispatcher.rates import Rate
 from dispatcher.subscriptions.models import WebhookTarget, signing_key
 
@@ -99,10 +104,12 @@ class _Prepared:
 
 
 def _headers(target: WebhookTarget, url: URL, user_agent: str) -> dict[str, str]:
-    headers = {"User-Agent": user_agent}
+    # identity: an answer is read for its status and a snippet, never decompressed
+    headers = {"User-Agent": user_agent, "Accept-Encoding": "identity"}
     for name, value in target.headers.items():
-        if name.lower() == "user-agent":  # a target's own User-Agent wins, without duplicates
-            del headers["User-Agent"]
+        for own in ("User-Agent", "Accept-Encoding"):  # a target's own wins, without duplicates
+            if name.lower() == own.lower():
+                headers.pop(own, None)
         headers[name] = value
     if url.user is not None and not any(n.lower() == "authorization" for n in headers):
         credentials = f"{url.user}:{url.password or ''}".encode("latin-1")
@@ -174,6 +181,8 @@ def _not_accepted(
 
 
 def _failure(exc: BaseException, p: _Prepared) -> SendFailed:
+    if isinstance(exc, AddressRefused):  # the config must change: no retry will pass
+        return SendFailed(f"not posting to {p.origin}: {exc}", retryable=False)
     if isinstance(exc, socket.gaierror):
         return SendFailed(f"cannot resolve the host of {p.origin}: {error_text(exc)}", True)
     if isinstance(exc, ssl.SSLError):
@@ -190,18 +199,22 @@ def _failure(exc: BaseException, p: _Prepared) -> SendFailed:
 class WebhookChannel:
     """Delivers to `webhook` targets over one pooled HTTP client (keep-alive, per origin).
 
-    Without a `client` it makes its own and closes it in `close()`; a client passed in belongs
-    to the caller and is left open.
+    Without a `client` it makes its own, connecting where `guard` allows (default: public
+    addresses only), and closes it in `close()`; a client passed in belongs to the caller, is
+    left open, and brings its own guard.
     """
 
     def __init__(
         self,
         client: HttpClient | None = None,
         *,
+        guard: NetworkGuard | None = None,
         clock: Callable[[], float] = time.time,
         user_agent: str = f"dispatcher/{__version__}",
     ) -> None:
-        self._client = client or HttpClient()
+        if client is not None and guard is not None:
+            raise ValueError("pass the guard to the HttpClient, which does the connecting")
+        self._client = client or HttpClient(guard=guard)
         self._owns_client = client is None
         self._clock = clock
         self._user_agent = user_agent

@@ -17,7 +17,15 @@ import aiormq
 import pytest
 
 from dispatcher.events import encode, new_event
-from tests.support import BrokerNames, Sink, run_cli, running, wait_for_depth, write_config
+from tests.support import (
+    LOOPBACK_NETWORKS,
+    BrokerNames,
+    Sink,
+    run_cli,
+    running,
+    wait_for_depth,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +44,12 @@ def free_port() -> int:
 async def test_check_config_json_and_its_error_document(tmp_path: Path, sink: Sink) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(
-        json.dumps({"subscriptions": [hook(sink), {**hook(sink, "off"), "enabled": False}]})
+        json.dumps(
+            {
+                "delivery": {"allowed_networks": LOOPBACK_NETWORKS},
+                "subscriptions": [hook(sink), {**hook(sink, "off"), "enabled": False}],
+            }
+        )
     )
     code, out, err = await run_cli("check-config", "-c", str(config), "-o", "json")
     assert code == 0, err

@@ -18,6 +18,7 @@ from tests.support import (
     Sink,
     close_broker_connections,
     drain_queue,
+    header,
     publish_events,
     publish_raw,
     queue_depth,
@@ -124,11 +125,11 @@ async def test_invalid_messages_are_dead_lettered_with_reasons_and_valid_ones_fl
     assert {r.json["id"] for r in sink.received} == {e["id"] for e in valid}
     dead = await drain_queue(amqp, names.dead_letter_queue)
     assert len(dead) == len(INVALID)
-    reason_by_body = {m.body: _h(m, "x-dispatcher-last-error") for m in dead}
+    reason_by_body = {m.body: header(m, "x-dispatcher-last-error") for m in dead}
     for body, _, expected in INVALID:
         assert expected in reason_by_body[body]  # the original bytes are kept, for replay
-    assert {_h(m, "x-dispatcher-kind") for m in dead} == {"invalid-event"}
-    assert {_h(m, "x-dispatcher-reason") for m in dead} == {"invalid_event"}
+    assert {header(m, "x-dispatcher-kind") for m in dead} == {"invalid-event"}
+    assert {header(m, "x-dispatcher-reason") for m in dead} == {"invalid_event"}
     assert await queue_depth(amqp, names.queue) == 0
 
 
@@ -160,26 +161,23 @@ async def test_failing_target_is_retried_then_dead_lettered_others_delivered(
     ids = {r.headers["webhook-id"] for r in sink.at("/broken")}
     assert len(ids) == 1  # stable across retries
     dead = {
-        _h(m, "x-dispatcher-subscription"): m
+        header(m, "x-dispatcher-subscription"): m
         for m in await drain_queue(amqp, names.dead_letter_queue)
     }
     assert set(dead) == {"broken", "gone"}
     broken, gone = dead["broken"], dead["gone"]
-    assert _h(broken, "x-dispatcher-reason") == "retries_exhausted"
-    assert "HTTP 500" in _h(broken, "x-dispatcher-last-error")
-    assert _h(broken, "x-dispatcher-attempts") == "5"
-    assert _h(gone, "x-dispatcher-reason") == "permanent_failure"
-    assert "HTTP 410" in _h(gone, "x-dispatcher-last-error")
-    assert _h(gone, "x-dispatcher-attempts") == "1"
-    assert _h(broken, "x-dispatcher-delivery-id") == ids.pop()
-    assert _h(broken, "x-dispatcher-first-attempt-at") < _h(broken, "x-dispatcher-last-attempt-at")
+    assert header(broken, "x-dispatcher-reason") == "retries_exhausted"
+    assert "HTTP 500" in header(broken, "x-dispatcher-last-error")
+    assert header(broken, "x-dispatcher-attempts") == "5"
+    assert header(gone, "x-dispatcher-reason") == "permanent_failure"
+    assert "HTTP 410" in header(gone, "x-dispatcher-last-error")
+    assert header(gone, "x-dispatcher-attempts") == "1"
+    assert header(broken, "x-dispatcher-delivery-id") == ids.pop()
+    assert header(broken, "x-dispatcher-first-attempt-at") < header(
+        broken, "x-dispatcher-last-attempt-at"
+    )
     assert orjson.loads(broken.body)["id"] == event["id"]
-    assert _h(broken, "x-dispatcher-target-type") == "webhook"
-
-
-def _h(message: aiormq.abc.DeliveredMessage, name: str) -> str:
-    value = (message.header.properties.headers or {})[name]
-    return value.decode() if isinstance(value, bytes) else str(value)
+    assert header(broken, "x-dispatcher-target-type") == "webhook"
 
 
 async def test_broker_side_close_mid_stream_loses_nothing(

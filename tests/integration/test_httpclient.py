@@ -17,7 +17,7 @@ from dispatcher.channels.httpclient import HttpClient, Origin
 from dispatcher.channels.webhook import WebhookChannel
 from dispatcher.events import new_event
 from dispatcher.subscriptions.models import Subscription
-from tests.support import as_event
+from tests.support import LOOPBACK, as_event
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ async def serve(
 
 @pytest.fixture
 async def client() -> AsyncIterator[HttpClient]:
-    http = HttpClient(limit_per_origin=2)
+    http = HttpClient(limit_per_origin=2, guard=LOOPBACK)
     yield http
     await http.close()
 
@@ -131,7 +131,7 @@ async def test_a_connection_handed_to_a_waiting_request_is_replaced_when_dropped
             writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    client = HttpClient(limit_per_origin=1)
+    client = HttpClient(limit_per_origin=1, guard=LOOPBACK)
     try:
         origin = Origin("http", "127.0.0.1", server.sockets[0].getsockname()[1])
         async with asyncio.timeout(10):
@@ -178,7 +178,10 @@ async def test_tls_is_verified(tmp_path: Any) -> None:
     port, stop = await serve(ok, server_tls)
     trusting = ssl.create_default_context()
     ca.configure_trust(trusting)
-    trusted, untrusted = WebhookChannel(HttpClient(ssl_context=trusting)), WebhookChannel()
+    trusted, untrusted = (
+        WebhookChannel(HttpClient(ssl_context=trusting, guard=LOOPBACK)),
+        WebhookChannel(guard=LOOPBACK),
+    )
     try:
         url = f"https://127.0.0.1:{port}/hook"
         assert await trusted.send(delivery(url)) == SendOk("HTTP 204")
@@ -201,7 +204,7 @@ async def test_a_header_that_would_inject_another_is_never_sent() -> None:
         return web.Response(status=204)
 
     port, stop = await serve(record)
-    webhooks = WebhookChannel()
+    webhooks = WebhookChannel(guard=LOOPBACK)
     try:
         url = f"http://127.0.0.1:{port}/hook"
         result = await webhooks.send(delivery(url, headers={"X-Team": "ops\r\nX-Admin: yes"}))

@@ -31,7 +31,7 @@ from dispatcher.render import SlackMessage
 from dispatcher.settings import SlackSettings
 from dispatcher.subscriptions.models import Subscription
 from tests.integration.slack_standin import SlackApiStandin, SlackWebhookStandin
-from tests.support import as_event
+from tests.support import LOOPBACK, as_event
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ async def api(clock: FakeClock) -> AsyncIterator[SlackApiStandin]:
 @pytest.fixture
 async def slack(api: SlackApiStandin) -> AsyncIterator[SlackChannel]:
     # The channel makes one attempt and never paces: pacing is the deliverer's (tested below).
-    channel = SlackChannel(SlackSettings(api_url=api.api_url), render, rate=None)
+    channel = SlackChannel(SlackSettings(api_url=api.api_url), render, guard=LOOPBACK, rate=None)
     yield channel
     await channel.close()
 
@@ -95,7 +95,7 @@ async def hooks() -> AsyncIterator[SlackWebhookStandin]:
 
 @pytest.fixture
 async def webhooks() -> AsyncIterator[SlackWebhookChannel]:
-    channel = SlackWebhookChannel(render, rate=None)
+    channel = SlackWebhookChannel(render, guard=LOOPBACK, rate=None)
     yield channel
     await channel.close()
 
@@ -222,7 +222,9 @@ async def test_posts_to_one_channel_are_paced_so_a_burst_all_arrives() -> None:
     async with SlackApiStandin(
         tokens=[TOKEN], channels=["deploys", "alerts"], per_channel_s=0.2
     ) as api:
-        channel = SlackChannel(SlackSettings(api_url=api.api_url), render, rate=Rate(1 / 0.3))
+        channel = SlackChannel(
+            SlackSettings(api_url=api.api_url), render, guard=LOOPBACK, rate=Rate(1 / 0.3)
+        )
         deliverer = Deliverer({"slack": channel}, RetryPolicy(attempts=1), metrics=metrics)
         try:
             async with asyncio.timeout(10):
@@ -252,7 +254,7 @@ async def test_posts_to_one_channel_are_paced_so_a_burst_all_arrives() -> None:
 
 
 async def test_a_429_holds_the_channel_back_for_its_retry_after(api: SlackApiStandin) -> None:
-    channel = SlackChannel(SlackSettings(api_url=api.api_url), render)
+    channel = SlackChannel(SlackSettings(api_url=api.api_url), render, guard=LOOPBACK)
     limiter = LocalRateLimiter()
     deliverer = Deliverer({"slack": channel}, RetryPolicy(attempts=1), limiter=limiter)
     api.answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "30"})
@@ -329,7 +331,9 @@ async def test_classifies_api_answers(
 
 async def test_connection_refused_is_retryable() -> None:
     port = free_port()
-    slack = SlackChannel(SlackSettings(api_url=f"http://127.0.0.1:{port}/api/"), render)
+    slack = SlackChannel(
+        SlackSettings(api_url=f"http://127.0.0.1:{port}/api/"), render, guard=LOOPBACK
+    )
     try:
         result = failed(await send(slack, slack_sub()))
     finally:
@@ -379,7 +383,7 @@ async def test_a_failing_renderer_is_a_permanent_failure(api: SlackApiStandin) -
     def broken(_delivery: Delivery) -> SlackMessage:
         raise ValueError("template error")
 
-    slack = SlackChannel(SlackSettings(api_url=api.api_url), broken)
+    slack = SlackChannel(SlackSettings(api_url=api.api_url), broken, guard=LOOPBACK)
     try:
         result = failed(await send(slack, slack_sub()))
     finally:
@@ -450,7 +454,9 @@ async def test_webhook_posts_what_was_rendered(
 
 async def test_webhook_refuses_an_empty_payload(hooks: SlackWebhookStandin) -> None:
     url = hooks.hook(HOOK_PATH)
-    webhooks = SlackWebhookChannel(lambda _delivery: SlackMessage(text="", blocks=[]))
+    webhooks = SlackWebhookChannel(
+        lambda _delivery: SlackMessage(text="", blocks=[]), guard=LOOPBACK
+    )
     try:
         result = failed(await send(webhooks, hook_sub(url)))
     finally:
@@ -541,7 +547,7 @@ async def test_webhook_send_after_close_fails_without_posting(
     hooks: SlackWebhookStandin,
 ) -> None:
     url = hooks.hook(HOOK_PATH)
-    webhooks = SlackWebhookChannel(render)
+    webhooks = SlackWebhookChannel(render, guard=LOOPBACK)
     await webhooks.close()
     result = failed(await send(webhooks, hook_sub(url)))
     assert result.retryable
@@ -556,7 +562,7 @@ async def test_an_untrusted_certificate_is_named_as_such() -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
     api_url = f"https://127.0.0.1:{runner.addresses[0][1]}/api/"
-    channel = SlackChannel(SlackSettings(api_url=api_url), render, rate=None)
+    channel = SlackChannel(SlackSettings(api_url=api_url), render, guard=LOOPBACK, rate=None)
     try:
         result = failed(await send(channel, slack_sub()))
     finally:

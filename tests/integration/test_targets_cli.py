@@ -17,7 +17,7 @@ from tests.integration.smtp_server import (  # noqa: F401  (pytest fixtures, fou
     SmtpServer,
     smtp_server_fixture,
 )
-from tests.support import run_cli
+from tests.support import LOOPBACK_NETWORKS, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,8 @@ cli = run_cli
 
 
 def config(path: Path, subscriptions: list[dict[str, Any]], **top: Any) -> Path:
-    path.write_text(yaml.safe_dump({"subscriptions": subscriptions, **top}, sort_keys=False))
+    document = {"delivery": {"allowed_networks": LOOPBACK_NETWORKS}, **top}  # the peers' home
+    path.write_text(yaml.safe_dump({"subscriptions": subscriptions, **document}, sort_keys=False))
     return path
 
 

@@ -24,7 +24,7 @@ from dispatcher.channels.httpclient import HttpClient
 from dispatcher.channels.webhook import WebhookChannel, origin, sign
 from dispatcher.events import Event, new_event
 from dispatcher.subscriptions.models import Subscription, signing_key
-from tests.support import as_event
+from tests.support import LOOPBACK, as_event
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ async def hook() -> AsyncIterator[Hook]:
 
 @pytest.fixture
 async def channel() -> AsyncIterator[WebhookChannel]:
-    webhooks = WebhookChannel(clock=lambda: NOW)
+    webhooks = WebhookChannel(guard=LOOPBACK, clock=lambda: NOW)
     yield webhooks
     await webhooks.close()
 
@@ -153,7 +153,7 @@ async def test_delivery_arrives_signed_with_a_stable_id(hook: Hook) -> None:
     hook.respond = answer(204)
     sub = subscription(hook.url(), secret=SECRET, headers={"X-Team": "shop"})
     delivery = Delivery.of(event(), sub)
-    webhooks = WebhookChannel()  # the real clock: verify() rejects old timestamps
+    webhooks = WebhookChannel(guard=LOOPBACK)  # the real clock: verify() rejects old timestamps
     try:
         async with asyncio.timeout(10):
             results = [await webhooks.send(delivery), await webhooks.send(delivery)]
@@ -323,7 +323,7 @@ async def test_a_huge_answer_is_read_only_in_part(hook: Hook, channel: WebhookCh
 
 async def test_a_given_client_is_left_open(hook: Hook) -> None:
     hook.respond = answer(204)
-    client = HttpClient()
+    client = HttpClient(guard=LOOPBACK)
     webhooks = WebhookChannel(client)
     assert await send(webhooks, subscription(hook.url())) == SendOk("HTTP 204")
     await webhooks.close()
@@ -333,7 +333,7 @@ async def test_a_given_client_is_left_open(hook: Hook) -> None:
 
 async def test_send_after_close_fails_without_raising(hook: Hook) -> None:
     hook.respond = answer(204)
-    webhooks = WebhookChannel()
+    webhooks = WebhookChannel(guard=LOOPBACK)
     assert await send(webhooks, subscription(hook.url())) == SendOk("HTTP 204")
     await webhooks.close()
     result = await send(webhooks, subscription(hook.url()))

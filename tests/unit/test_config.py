@@ -161,6 +161,39 @@ def test_event_names_arrive_normalised() -> None:
             id="relative-webhook-url",
         ),
         pytest.param(
+            ONE.replace("https://example.com/hook", "http://169.254.169.254/latest/meta-data/"),
+            "config.yaml:6: subscriptions[ops].target.url: refused: 169.254.169.254 is a cloud "
+            "metadata address; allow it with delivery.allowed_networks (CIDRs) or "
+            "delivery.allow_private_networks",
+            id="webhook-to-cloud-metadata",
+        ),
+        pytest.param(
+            ONE.replace("https://example.com/hook", "http://localhost:5672/?token=t0ken"),
+            "config.yaml:6: subscriptions[ops].target.url: refused: 127.0.0.1 is a loopback "
+            "address; allow it with delivery.allowed_networks (CIDRs) or "
+            "delivery.allow_private_networks",
+            id="webhook-to-localhost",
+        ),
+        pytest.param(
+            "slack:\n  api_url: http://10.0.0.5/api/\n",
+            "config.yaml:2: slack.api_url: refused: 10.0.0.5 is a private address (RFC 1918 / "
+            "RFC 4193); allow it with delivery.allowed_networks (CIDRs) or "
+            "delivery.allow_private_networks",
+            id="slack-api-url-private",
+        ),
+        pytest.param(
+            "delivery:\n  allowed_networks: [10.0.0.0/8, 10.0.0.1/8]\n",
+            "config.yaml:2: delivery.allowed_networks[1]: host bits are set: name the network, "
+            "e.g. 10.20.0.0/16 or fd00::/8",
+            id="allowed-network-with-host-bits",
+        ),
+        pytest.param(
+            "delivery:\n  allowed_networks:\n    - 10.0.0.0/8\n    - intranet\n",
+            "config.yaml:4: delivery.allowed_networks[1]: not a network in CIDR notation, "
+            "e.g. 10.20.0.0/16 or fd00::/8",
+            id="allowed-network-not-a-cidr",
+        ),
+        pytest.param(
             ONE.replace("deployment.succeeded", "deployment.succeeded, ''"),
             "config.yaml:3: subscriptions[ops].events: empty event pattern",
             id="empty-event-pattern",
@@ -194,6 +227,18 @@ def test_event_names_arrive_normalised() -> None:
 )
 def test_one_mistake_is_one_problem(text: str, expected: str) -> None:
     assert problems(text) == [expected]
+
+
+def test_allowed_networks_let_literal_hosts_load() -> None:
+    internal = ONE.replace("https://example.com/hook", "http://10.20.1.2:8080/hook")
+    assert problems(internal) == [
+        "config.yaml:6: subscriptions[ops].target.url: refused: 10.20.1.2 is a private address "
+        "(RFC 1918 / RFC 4193); allow it with delivery.allowed_networks (CIDRs) or "
+        "delivery.allow_private_networks"
+    ]
+    for delivery in ("allowed_networks: [10.20.0.0/16]", "allow_private_networks: true"):
+        settings = load(f"delivery:\n  {delivery}\n" + internal)
+        assert settings.delivery.guard.host_refusal("http://10.20.1.2/") is None
 
 
 def test_nested_aliases_cannot_blow_up_the_load() -> None:

@@ -123,6 +123,16 @@ def stray_password(url: str) -> str | None:
     return userinfo.partition(":")[2]
 
 
+def check_plain_authority(url: str) -> None:
+    """ValueError, quoting nothing of the URL, when it has an `@` past its host: its host is
+    not what the writer meant, and error messages and logs would show part of a password."""
+    if stray_password(url) is not None:
+        raise ValueError(
+            "has an '@' past its host: percent-encode @ / ? # in the password (%40 %2F %3F %23)"
+            " and any @ in the path or query (%40)"
+        )
+
+
 def redact_url(url: str) -> str:
     """The URL with any password, and the value of any secret-looking query parameter,
     replaced by `***`, for logs and messages. A URL that does not parse plainly (a malformed

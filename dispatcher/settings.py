@@ -17,7 +17,7 @@ from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS, Schedule
 from dispatcher.durations import parse_duration
 from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
 from dispatcher.rates import Rate
-from dispatcher.redaction import CONNECTION, SECRET, HidesSecrets, stray_password
+from dispatcher.redaction import CONNECTION, SECRET, HidesSecrets, check_plain_authority
 from dispatcher.redaction import redact_url as redact_url  # re-exported: its old home
 from dispatcher.redaction import url_secrets as url_secrets  # re-exported: its old home
 from dispatcher.subscriptions.models import (
@@ -40,10 +40,7 @@ def _server_url(url: SecretStr) -> SplitResult:
     an unescaped `/ ? #` in a password moves the host into it, and a bad port would surface
     later as a traceback holding the whole URL."""
     text = url.get_secret_value()
-    if stray_password(text) is not None:
-        raise ValueError(
-            "has an '@' past its host: percent-encode @ / ? # in the password (%40 %2F %3F %23)"
-        )
+    check_plain_authority(text)
     parts = urlsplit(text)
     try:
         parts.port  # noqa: B018 - reading it is the check: it raises on a bad port

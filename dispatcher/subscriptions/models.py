@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from dispatcher.durations import parse_duration
 from dispatcher.rates import Rate
-from dispatcher.redaction import SECRET, SECRET_URL, HidesSecrets
+from dispatcher.redaction import SECRET, SECRET_URL, HidesSecrets, check_plain_authority
 
 #: Resources and actions of the seeds' event names, and the synonyms they use for actions.
 RESOURCES = frozenset(
@@ -119,6 +119,7 @@ def check_http_url(url: str) -> str:
 
 
 def _check_secret_url(url: SecretStr) -> SecretStr:
+    check_plain_authority(url.get_secret_value())
     check_http_url(url.get_secret_value())
     return url
 

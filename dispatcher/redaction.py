@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.fields import FieldInfo
 
 REDACTED = "***"
@@ -58,7 +58,7 @@ def secrecy(field: FieldInfo) -> Secrecy | None:
 
 def secrets_of(model: BaseModel) -> list[str]:
     """Every secret string the model holds, by its fields' markers, without duplicates."""
-    return list(dict.fromkeys(_model_secrets(model)))
+    return list(dict.fromkeys(secret for secret in _model_secrets(model) if secret))
 
 
 def _model_secrets(model: BaseModel) -> Iterator[str]:
@@ -98,13 +98,13 @@ def _text_secrets(text: str, kind: Secrecy) -> Iterator[str]:
 def url_secrets(url: str) -> list[str]:
     """The secrets a URL holds: its password, and the values of secret-looking parameters.
     A password with an unescaped `/`, `?` or `#` (which ends the host for a parser) is found
-    too."""
-    found = [stray_password(url) or ""]
+    too, and so is the password of a URL that does not parse (a malformed IPv6 host)."""
     try:
         parts = urlsplit(url)
-    except ValueError:  # a malformed IPv6 host: nothing else parses
-        return [secret for secret in found if secret]
-    found.append(parts.password or "")
+    except ValueError:
+        return [_userinfo_password(url)] if _userinfo_password(url) else []
+    stray = stray_password(url)
+    found = [stray if stray is not None else parts.password or ""]
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     found += [value for key, value in pairs if SECRET_PARAM.search(key)]
     return [secret for secret in dict.fromkeys(found) if secret]
@@ -115,12 +115,16 @@ def stray_password(url: str) -> str | None:
     `?` or `#` ends the host for a parser (`amqp://u:p/w@host/` has host `u` and port `p`).
     Everything between the user name and the last `@` is taken, which may be too much (an
     `@` in a query) but never too little. None for a URL with no `@` past its host."""
-    rest = url.partition("://")[2]
-    after_host = re.split(r"[/?#]", rest, maxsplit=1)[1:]
-    userinfo = rest.rpartition("@")[0]
-    if not after_host or "@" not in after_host[0] or ":" not in userinfo:
+    after_host = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[1:]
+    if not after_host or "@" not in after_host[0]:
         return None
-    return userinfo.partition(":")[2]
+    return _userinfo_password(url)
+
+
+def _userinfo_password(url: str) -> str | None:
+    """What stands between `scheme://user:` and the last `@`, read as written."""
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    return userinfo.partition(":")[2] if ":" in userinfo else None
 
 
 def check_plain_authority(url: str) -> None:
@@ -144,6 +148,7 @@ def redact_url(url: str) -> str:
         netloc, query = parts.netloc, parts.query
         if parts.password is not None:
             host = parts.hostname or ""
+            host = f"[{host}]" if ":" in host else host
             if parts.port is not None:
                 host = f"{host}:{parts.port}"
             netloc = f"{parts.username or ''}:{REDACTED}@{host}"
@@ -195,7 +200,7 @@ def _scheme(url: str) -> str:
 
 def escaped_forms(secret: str) -> set[str]:
     """The secret as written and as it reads in a URL, a form body or after unescaping."""
-    return {secret, unquote(secret), quote(secret, safe=""), quote_plus(secret)}
+    return {secret, unquote(secret), quote(secret), quote(secret, safe=""), quote_plus(secret)}
 
 
 class Redactor:
@@ -238,7 +243,10 @@ class _Shown:
 
 class HidesSecrets(BaseModel):
     """A model whose repr and str show its marked fields hidden (pydantic shows a `str` field,
-    such as a webhook's headers, as it is)."""
+    such as a webhook's headers, as it is), and whose validation errors quote no input (they
+    would quote a refused URL whole, password and all)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         fields = type(self).model_fields

@@ -102,7 +102,7 @@ def url_secrets(url: str) -> list[str]:
     try:
         parts = urlsplit(url)
     except ValueError:
-        return [_userinfo_password(url)] if _userinfo_password(url) else []
+        return [password] if (password := _userinfo_password(url)) else []
     stray = stray_password(url)
     found = [stray if stray is not None else parts.password or ""]
     pairs = parse_qsl(parts.query, keep_blank_values=True)

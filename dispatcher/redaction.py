@@ -30,7 +30,7 @@ from pydantic.fields import FieldInfo
 REDACTED = "***"
 
 #: query parameters whose values are secrets (`redis://h/0?password=...`, `?token=...`)
-SECRET_PARAM = re.compile(r"pass|token|secret|key|auth|sig|credential", re.IGNORECASE)
+_SECRET_PARAM = re.compile(r"pass|token|secret|key|auth|sig|credential", re.IGNORECASE)
 
 #: `scheme://user:password@` in free text, for URLs nobody registered (a library's message)
 _URL_CREDENTIALS = re.compile(
@@ -103,14 +103,14 @@ def url_secrets(url: str) -> list[str]:
         parts = urlsplit(url)
     except ValueError:
         return [password] if (password := _userinfo_password(url)) else []
-    stray = stray_password(url)
+    stray = _stray_password(url)
     found = [stray if stray is not None else parts.password or ""]
     pairs = parse_qsl(parts.query, keep_blank_values=True)
-    found += [value for key, value in pairs if SECRET_PARAM.search(key)]
+    found += [value for key, value in pairs if _SECRET_PARAM.search(key)]
     return [secret for secret in dict.fromkeys(found) if secret]
 
 
-def stray_password(url: str) -> str | None:
+def _stray_password(url: str) -> str | None:
     """The password of a URL with an `@` past its host: a password holding an unescaped `/`,
     `?` or `#` ends the host for a parser (`amqp://u:p/w@host/` has host `u` and port `p`).
     Everything between the user name and the last `@` is taken, which may be too much (an
@@ -130,7 +130,7 @@ def _userinfo_password(url: str) -> str | None:
 def check_plain_authority(url: str) -> None:
     """ValueError, quoting nothing of the URL, when it has an `@` past its host: its host is
     not what the writer meant, and error messages and logs would show part of a password."""
-    if stray_password(url) is not None:
+    if _stray_password(url) is not None:
         raise ValueError(
             "has an '@' past its host: percent-encode @ / ? # in the password (%40 %2F %3F %23)"
             " and any @ in the path or query (%40)"
@@ -142,7 +142,7 @@ def redact_url(url: str) -> str:
     replaced by `***`, for logs and messages. A URL that does not parse plainly (a malformed
     host or port, an `@` past the host) shows as `scheme://***`."""
     try:
-        if stray_password(url) is not None:
+        if _stray_password(url) is not None:
             raise ValueError("an @ past the host")
         parts = urlsplit(url)
         netloc, query = parts.netloc, parts.query
@@ -155,8 +155,8 @@ def redact_url(url: str) -> str:
     except ValueError:
         return f"{_scheme(url)}://{REDACTED}"
     pairs = parse_qsl(query, keep_blank_values=True)
-    if any(SECRET_PARAM.search(key) for key, _ in pairs):
-        hidden = [(key, REDACTED if SECRET_PARAM.search(key) else value) for key, value in pairs]
+    if any(_SECRET_PARAM.search(key) for key, _ in pairs):
+        hidden = [(key, REDACTED if _SECRET_PARAM.search(key) else value) for key, value in pairs]
         query = urlencode(hidden, safe="*")
     if (netloc, query) == (parts.netloc, parts.query):
         return url
@@ -167,7 +167,7 @@ def redact_secret_url(url: str) -> str:
     """A URL that is a credential as `scheme://host[:port]/***`: where it goes, nothing more."""
     try:
         parts = urlsplit(url)
-        if stray_password(url) is not None or not parts.hostname:
+        if _stray_password(url) is not None or not parts.hostname:
             raise ValueError("no plain host")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         port = f":{parts.port}" if parts.port is not None else ""
@@ -198,7 +198,7 @@ def _scheme(url: str) -> str:
     return scheme if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme) else "url"
 
 
-def escaped_forms(secret: str) -> set[str]:
+def _escaped_forms(secret: str) -> set[str]:
     """The secret as written and as it reads in a URL, a form body or after unescaping."""
     return {secret, unquote(secret), quote(secret), quote(secret, safe=""), quote_plus(secret)}
 
@@ -216,7 +216,7 @@ class Redactor:
 
     def update(self, secrets: Iterable[str]) -> None:
         """Add secret values (a reload brings new ones; old ones stay hidden)."""
-        forms = {form for secret in secrets for form in escaped_forms(secret)}
+        forms = {form for secret in secrets for form in _escaped_forms(secret)}
         added = {form for form in forms if len(form) >= self._min_length}
         if added - self._secrets:
             self._secrets |= added

@@ -190,6 +190,44 @@ def subscriptions(hook: str, basic_hook: str, incoming: str) -> list[dict[str, A
     ]
 
 
+def daemon_config(
+    tmp_path: Path,
+    names: BrokerNames,
+    *,
+    amqp_url: str,
+    db_url: str,
+    slack_api: str,
+    smtp_port: int,
+) -> Path:
+    """The config: every secret it can hold, retries short enough to dead-letter in seconds."""
+    return write_config(
+        tmp_path / "dispatcher.yaml",
+        names,
+        [],
+        broker=names.broker_config(url=amqp_url),
+        delivery={
+            "attempts": 1,
+            "retry_delays": ["100ms", "200ms"],
+            "max_age": "1s",
+            # TODO(SSRF guard, issue 14): "allowed_networks": ["127.0.0.0/8", "::1/128"]
+            # here, once settings accept the key (they refuse unknown keys today).
+        },
+        slack={"api_url": slack_api},
+        smtp={
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "tls": "starttls",
+            "username": SMTP_USER,
+            "password": SMTP_PASSWORD,
+            "ca_file": str(tmp_path / "ca.pem"),
+            "timeout_s": 5,
+        },
+        rate_limits={"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"},
+        store={"url": db_url, "poll_every": "200ms"},
+        admin={"listen": "127.0.0.1:0", "token": ADMIN_TOKEN},
+    )
+
+
 async def test_no_secret_leaves_the_daemon_its_commands_or_its_api(
     tmp_path: Path,
     names: BrokerNames,
@@ -199,8 +237,7 @@ async def test_no_secret_leaves_the_daemon_its_commands_or_its_api(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DISPATCHER_SECRET_KEY", SECRET_KEY)  # for the daemon and the commands
-    ca_file = tmp_path / "ca.pem"
-    smtp_ca.cert_pem.write_to_path(str(ca_file))
+    smtp_ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     written: list[tuple[str, str]] = []  # (where, what): everything anything wrote
     async with (
         broker_user() as user,
@@ -214,33 +251,13 @@ async def test_no_secret_leaves_the_daemon_its_commands_or_its_api(
         incoming = slack_hooks.hook(INCOMING_PATH)
         slack_hooks.fail(INCOMING_PATH, f"internal_error for {incoming}", status=500)
         *by_cli, by_api = subscriptions(hook, basic_hook, incoming)
-        amqp_url = f"amqp://{user}:{quote(AMQP_PASSWORD, safe='')}@127.0.0.1:5672/"
-        db_url = database.replace("postgres@", f"postgres:{quote(DB_PASSWORD, safe='')}@")
-        config = write_config(
-            tmp_path / "dispatcher.yaml",
+        config = daemon_config(
+            tmp_path,
             names,
-            [],
-            broker=names.broker_config(url=amqp_url),
-            delivery={
-                "attempts": 1,
-                "retry_delays": ["100ms", "200ms"],
-                "max_age": "1s",
-                # TODO(SSRF guard, issue 14): "allowed_networks": ["127.0.0.0/8", "::1/128"]
-                # here, once settings accept the key (they refuse unknown keys today).
-            },
-            slack={"api_url": slack_api.api_url},
-            smtp={
-                "host": "127.0.0.1",
-                "port": smtp_tls_server.port,
-                "tls": "starttls",
-                "username": SMTP_USER,
-                "password": SMTP_PASSWORD,
-                "ca_file": str(ca_file),
-                "timeout_s": 5,
-            },
-            rate_limits={"redis_url": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"},
-            store={"url": db_url, "poll_every": "200ms"},
-            admin={"listen": "127.0.0.1:0", "token": ADMIN_TOKEN},
+            amqp_url=f"amqp://{user}:{quote(AMQP_PASSWORD, safe='')}@127.0.0.1:5672/",
+            db_url=database.replace("postgres@", f"postgres:{quote(DB_PASSWORD, safe='')}@"),
+            slack_api=slack_api.api_url,
+            smtp_port=smtp_tls_server.port,
         )
         subs_file = tmp_path / "subscriptions.yaml"
         subs_file.write_text(yaml.safe_dump(by_cli))

@@ -8,9 +8,8 @@ import asyncio
 import os
 import signal
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import structlog
 
@@ -37,62 +36,18 @@ from dispatcher.durations import parse_duration
 from dispatcher.errors import BrokerError, ConfigError, ConfigProblem, DispatcherError
 from dispatcher.logs import SecretRedactor
 from dispatcher.pipeline import Incoming, Pipeline, Verdict
+from dispatcher.redaction import secrets_of
 from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_message
 from dispatcher.samples import sample_event
-from dispatcher.settings import Settings, url_secrets
+from dispatcher.settings import Settings
 from dispatcher.subscriptions.matcher import Matcher
 from dispatcher.subscriptions.models import (
-    SlackTarget,
-    SlackWebhookTarget,
     Subscription,
-    WebhookTarget,
 )
 from dispatcher.subscriptions.store import MemoryStore, SubscriptionStore, YamlStore, watch
 from dispatcher.systemd import Notifier, StatusLine, supervise
 
 log = structlog.get_logger(__name__)
-
-
-def secrets_of(settings: Settings) -> Iterator[str]:
-    """Every secret value in the settings and their subscriptions, for the log redactor."""
-    yield from settings_secrets(settings)
-    yield from subscription_secrets(settings.subscriptions)
-
-
-def subscription_secrets(subscriptions: Iterable[Subscription]) -> Iterator[str]:
-    for sub in subscriptions:
-        yield from _target_secrets(sub)
-
-
-def settings_secrets(settings: Settings) -> Iterator[str]:
-    """The secrets of the settings themselves: broker, Redis and SMTP credentials."""
-    urls = list(settings.broker.all_urls)
-    if settings.rate_limits.redis_url is not None:
-        urls.append(settings.rate_limits.redis_url.get_secret_value())
-    if settings.store.url is not None:
-        urls.append(settings.store.url.get_secret_value())
-    if settings.admin.token is not None:
-        yield settings.admin.token.get_secret_value()
-    for url in urls:
-        yield url
-        yield from url_secrets(url)
-    if settings.smtp is not None and settings.smtp.password is not None:
-        yield settings.smtp.password.get_secret_value()
-
-
-def _target_secrets(sub: Subscription) -> Iterator[str]:
-    target = sub.target
-    if isinstance(target, WebhookTarget):
-        yield target.url.get_secret_value()
-        if target.secret is not None:
-            yield target.secret.get_secret_value()
-        yield from target.headers.values()
-    elif isinstance(target, SlackTarget):
-        yield target.token.get_secret_value()
-    elif isinstance(target, SlackWebhookTarget):
-        url = target.url.get_secret_value()
-        yield url
-        yield urlsplit(url).path  # the path is the credential of an incoming webhook
 
 
 def tiers_of(settings: Settings) -> set[float]:
@@ -190,7 +145,7 @@ class App:
         self._notifier = notifier
         self._stopping = False
         self._redactor = redactor or SecretRedactor()
-        self._redactor.update(settings_secrets(settings))
+        self._redactor.update(secrets_of(settings))
         delivery = settings.delivery
         self.channels = build_channels(settings)
         self.limiter = build_limiter(settings)
@@ -395,7 +350,7 @@ class App:
         if "email" not in self.channels and any(s.target.type == "email" for s in subscriptions):
             log.error("reload refused: email targets need the `smtp:` section; restart to add it")
             return False
-        self._redactor.update(subscription_secrets(subscriptions))
+        self._redactor.update(s for sub in subscriptions for s in secrets_of(sub))
         self.pipeline.matcher = Matcher(subscriptions)  # one swap: the old set or the new
         for target_type in sorted({sub.target.type for sub in subscriptions}):
             self.metrics.target(target_type)  # their series show 0 before the first delivery

@@ -37,7 +37,8 @@ from dispatcher.errors import (
     UnknownSubscription,
 )
 from dispatcher.events import MATCH_ATTRIBUTES, Event
-from dispatcher.settings import Settings, redact_url
+from dispatcher.redaction import redact_url
+from dispatcher.settings import Settings
 
 Parser = argparse.ArgumentParser
 #: where the systemd unit and the container image keep the config
@@ -316,8 +317,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_test_target(args: argparse.Namespace) -> int:
     from dispatcher import logs, preview
     from dispatcher.amqp import control
-    from dispatcher.app import build_channels, secrets_of
+    from dispatcher.app import build_channels
     from dispatcher.channels.base import Delivery, SendFailed, SendOk
+    from dispatcher.redaction import secrets_of
     from dispatcher.samples import sample_event
 
     settings = _load(args.config)
@@ -429,13 +431,12 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dispatcher.app import settings_secrets
-    from dispatcher.logs import SecretRedactor
+    from dispatcher.redaction import Redactor, secrets_of
 
     try:
         before, after = asyncio.run(upgrade())
     except (SQLAlchemyError, OSError, DispatcherError) as exc:
-        redactor = SecretRedactor(settings_secrets(settings))
+        redactor = Redactor(secrets_of(settings))
         message = redactor.scrub(f"{store.description}: {type(exc).__name__}: {exc}")
         return emit_error(args, "store", EXIT_FAILED, message)
     data = {"store": store.description, "from": before, "to": after}

@@ -6,9 +6,10 @@ each value with where it came from and every secret hidden, and the JSON Schema 
 - `key`: the value's path as a `ConfigError` names it: `broker.prefetch`, `smtp.from`,
   `subscriptions[deploys-to-ops].target.headers.X-Team` (a subscription by its name). A list of
   plain values, or an empty list or mapping, is one leaf.
-- `value`: the validated value, as JSON. A secret is `"***"`: every `SecretStr`, webhook
-  headers' values, and in every other string any known secret and URL password. A broker or
-  Redis URL shows with only its password and secret parameters as `***`.
+- `value`: the validated value, as JSON, each secret hidden as its field's marker says
+  (`dispatcher.redaction`): a token, a password or a header's value is `"***"`, a webhook URL
+  `"https://host/***"`, a broker, database or Redis URL shows with only its password and secret
+  parameters as `***`; in every other string any known secret and URL password is `***`.
 - `origin`: `FILE:LINE` where the key is written (for a subscription from `subscriptions_file`,
   in that file); `$VAR` (`$A, $B` for several) when the environment supplied the value, through
   a `${VAR}` reference or the `DISPATCHER_BROKER_URL` override; or `default`. A
@@ -25,36 +26,16 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeAlias
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple, TypeAlias, cast
 
 from pydantic import BaseModel, SecretStr
 
 from dispatcher.config import REFERENCE, DataPath, Trace, load_traced
-from dispatcher.logs import REDACTED, SecretRedactor
-from dispatcher.settings import (
-    BrokerSettings,
-    RateLimitSettings,
-    Settings,
-    SmtpSettings,
-    StoreSettings,
-    redact_url,
-    url_secrets,
-)
-from dispatcher.subscriptions.models import Filter, WebhookTarget
+from dispatcher.redaction import SECRET, Redactor, Secrecy, secrecy, secrets_of, shown
+from dispatcher.settings import BrokerSettings, Settings, SmtpSettings
+from dispatcher.subscriptions.models import Filter
 
 JSONValue: TypeAlias = str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
-_Kind = Literal["plain", "secret", "connection"]
-
-#: fields holding a server's URL: shown with only their credentials hidden
-_CONNECTION_URLS = {
-    (BrokerSettings, "url"),
-    (BrokerSettings, "urls"),
-    (RateLimitSettings, "redis_url"),
-    (StoreSettings, "url"),
-}
-#: plain `str` fields that are secret (as every `SecretStr` is): headers often carry a token
-_SECRET_FIELDS = {(WebhookTarget, "headers")}
 #: origins line up after the longest `key = value` up to this long; a longer one (a list of
 #: events, a template) has its origin right after it
 _ALIGN_UP_TO = 80
@@ -72,18 +53,17 @@ class Setting:
 class _Leaf(NamedTuple):
     path: DataPath
     value: Any  # as validated: SecretStr and all
-    kind: _Kind
+    kind: Secrecy | None  # the marker of the field it comes from
 
 
 def effective_config(path: str | Path, environ: Mapping[str, str] = os.environ) -> list[Setting]:
     """The settings in the file at `path`, `environ` supplying `${VAR}` references and
     `DISPATCHER_BROKER_URL`; the ConfigError of `load_settings` when the file is not valid."""
     settings, trace = load_traced(path, environ)
-    leaves = list(_leaves(settings, ()))
-    redactor = SecretRedactor(secret for leaf in leaves for secret in _secrets(leaf))
+    redactor = Redactor(secrets_of(settings))
     return [
         Setting(trace.field(path), _shown(value, kind, redactor), _origin(path, trace))
-        for path, value, kind in leaves
+        for path, value, kind in _leaves(settings, ())
     ]
 
 
@@ -103,16 +83,10 @@ def render_text(settings: Sequence[Setting]) -> str:
     return "".join(f"{text.ljust(width)}    # {origin}\n" for text, origin in lines)
 
 
-def _leaves(value: Any, path: DataPath, kind: _Kind = "plain") -> Iterator[_Leaf]:
+def _leaves(value: Any, path: DataPath, kind: Secrecy | None = None) -> Iterator[_Leaf]:
     if isinstance(value, BaseModel):
-        model = type(value)
-        for name, field in model.model_fields.items():
-            field_kind: _Kind = "plain"
-            if (model, name) in _CONNECTION_URLS:
-                field_kind = "connection"
-            elif (model, name) in _SECRET_FIELDS:
-                field_kind = "secret"
-            yield from _leaves(getattr(value, name), (*path, field.alias or name), field_kind)
+        for name, field in type(value).model_fields.items():
+            yield from _leaves(getattr(value, name), (*path, field.alias or name), secrecy(field))
     elif isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
         for index, item in enumerate(value):
             yield from _leaves(item, (*path, index))
@@ -123,41 +97,18 @@ def _leaves(value: Any, path: DataPath, kind: _Kind = "plain") -> Iterator[_Leaf
         yield _Leaf(path, value, kind)
 
 
-def _secrets(leaf: _Leaf) -> Iterator[str]:
-    """The secrets in a leaf, for the redactor that guards every other string."""
-    for value in leaf.value if isinstance(leaf.value, list) else [leaf.value]:
-        text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(text, str) and (isinstance(value, SecretStr) or leaf.kind != "plain"):
-            yield from url_secrets(text)
-            if leaf.kind != "connection":
-                yield text
-
-
-def _shown(value: Any, kind: _Kind, redactor: SecretRedactor) -> JSONValue:
+def _shown(value: Any, kind: Secrecy | None, redactor: Redactor) -> JSONValue:
+    if kind is None and isinstance(value, SecretStr):
+        kind = SECRET  # a SecretStr nobody marked is secret whole
+    if kind is not None:
+        return cast(JSONValue, shown(value, kind))
     if isinstance(value, list):
         return [_shown(item, kind, redactor) for item in value]
     if isinstance(value, dict):
         return {str(key): _shown(item, kind, redactor) for key, item in value.items()}
     if value is None or isinstance(value, bool | int | float):
         return value
-    if isinstance(value, SecretStr):
-        value, kind = value.get_secret_value(), "connection" if kind == "connection" else "secret"
-    if kind == "secret":
-        return REDACTED
-    text = _safe_url(str(value)) if kind == "connection" else str(value)
-    return redactor.scrub(text)
-
-
-def _safe_url(url: str) -> str:
-    """`url` with its password and secret parameters as `***`; all of it when it does not parse
-    plainly (an `@` past the host: a password with an unescaped `/`, `?` or `#`)."""
-    try:
-        parts = urlsplit(url)
-        if "@" in parts.path + parts.query + parts.fragment:
-            return REDACTED
-        return redact_url(url)
-    except ValueError:  # a malformed host or port
-        return REDACTED
+    return redactor.scrub(str(value))
 
 
 def _origin(path: DataPath, trace: Trace) -> str:

@@ -1,49 +1,25 @@
 """Logging: structlog configured once by the CLI, console on a TTY and JSON lines otherwise.
 
 Secrets never reach the output: `SecretRedactor` replaces every registered secret value (tokens,
-signing keys, webhook URLs, broker passwords) and any `scheme://user:password@` credentials in
-every string of every event. Stdlib loggers (aiormq, aiohttp) are routed through the same
-pipeline so their lines get the same format and the same redaction.
+signing keys, webhook URLs, broker passwords: what `redaction.secrets_of` finds) and any
+`scheme://user:password@` credentials in every string of every event. Stdlib loggers (aiormq,
+aiohttp) are routed through the same pipeline so their lines get the same format and redaction.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-from collections.abc import Iterable
 from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-_URL_CREDENTIALS = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/@:\s]*):[^/@\s]*@"
-)
-REDACTED = "***"
+from dispatcher.redaction import Redactor
 
 
-class SecretRedactor:
+class SecretRedactor(Redactor):
     """A structlog processor that scrubs known secret values and URL passwords from log events."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-        self.update(secrets)
-
-    def update(self, secrets: Iterable[str]) -> None:
-        """Add secret values (short ones are ignored: they would mangle ordinary words)."""
-        self._secrets.update(s for s in secrets if len(s) >= 6)
-        if self._secrets:
-            alternatives = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in alternatives))
-
-    def scrub(self, text: str) -> str:
-        if self._pattern is not None:
-            text = self._pattern.sub(REDACTED, text)
-        if "://" in text:
-            text = _URL_CREDENTIALS.sub(rf"\g<scheme>\g<user>:{REDACTED}@", text)
-        return text
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):

@@ -41,7 +41,7 @@ from pamqp.commands import Basic
 
 from dispatcher.errors import BrokerError, PublishError
 from dispatcher.events import encode, new_event
-from dispatcher.settings import redact_url
+from dispatcher.redaction import redact_url
 
 CONTENT_TYPE = "application/cloudevents+json"
 DEFAULT_SOURCE = "urn:dispatcher:publisher"

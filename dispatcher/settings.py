@@ -7,14 +7,12 @@ silently ignored. Secrets are `SecretStr`: they never show in a repr, a log line
 from __future__ import annotations
 
 import ipaddress
-import re
 import ssl
 from typing import Annotated, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     SecretStr,
@@ -28,6 +26,9 @@ from dispatcher.durations import parse_duration
 from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
 from dispatcher.netguard import NetworkGuard
 from dispatcher.rates import Rate
+from dispatcher.redaction import CONNECTION, SECRET, HidesSecrets, check_plain_authority
+from dispatcher.redaction import redact_url as redact_url  # re-exported: its old home
+from dispatcher.redaction import url_secrets as url_secrets  # re-exported: its old home
 from dispatcher.subscriptions.models import (
     Subscription,
     check_delays,
@@ -39,58 +40,36 @@ from dispatcher.subscriptions.models import (
 _AMQP_NAME = r"^[A-Za-z0-9_.:\-]{1,255}$"
 
 
-class _Section(BaseModel):
+class _Section(HidesSecrets):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-#: query parameters whose values are secrets (`redis://h/0?password=...`, `?token=...`)
-SECRET_PARAM = re.compile(r"pass|token|secret|key|auth|sig|credential", re.IGNORECASE)
-
-
-def url_secrets(url: str) -> list[str]:
-    """The secrets a URL holds: its password, and the values of secret-looking parameters."""
-    parts = urlsplit(url)
-    found = [parts.password] if parts.password else []
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    found += [value for key, value in pairs if SECRET_PARAM.search(key)]
-    return [secret for secret in found if secret]
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password, and the value of any secret-looking query parameter,
-    replaced by `***`, for logs and messages."""
-    parts = urlsplit(url)
-    netloc, query = parts.netloc, parts.query
-    if parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        netloc = f"{parts.username or ''}:***@{host}"
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(SECRET_PARAM.search(key) for key, _ in pairs):
-        hidden = [(key, "***" if SECRET_PARAM.search(key) else value) for key, value in pairs]
-        query = urlencode(hidden, safe="*")
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _check_amqp_url(url: SecretStr) -> SecretStr:
-    parts = urlsplit(url.get_secret_value())
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ValueError("must be an amqp:// or amqps:// URL with a host")
+def _server_url(url: SecretStr) -> SplitResult:
+    """A server's URL split, or a ValueError that quotes nothing of it (it holds a password):
+    an unescaped `/ ? #` in a password moves the host into it, and a bad port would surface
+    later as a traceback holding the whole URL."""
+    text = url.get_secret_value()
+    check_plain_authority(text)
+    parts = urlsplit(text)
     try:
         parts.port  # noqa: B018 - reading it is the check: it raises on a bad port
     except ValueError:
         raise ValueError("the port must be a number from 0 to 65535") from None
+    return parts
+
+
+def _check_amqp_url(url: SecretStr) -> SecretStr:
+    parts = _server_url(url)
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise ValueError("must be an amqp:// or amqps:// URL with a host")
     return url
 
 
 class BrokerSettings(_Section):
     #: one URL, or a list: the nodes of a RabbitMQ cluster, tried in turn (`url` is then the
     #: first, `urls` all of them)
-    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
-    urls: list[SecretStr] = Field(default_factory=list, max_length=32)
+    url: Annotated[SecretStr, CONNECTION] = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    urls: Annotated[list[SecretStr], CONNECTION] = Field(default_factory=list, max_length=32)
     exchange: str = Field(default="events", pattern=_AMQP_NAME)
     queue: str = Field(default="dispatcher.events", pattern=_AMQP_NAME)
     #: defaults to `<queue>.dead`, so two deployments on one broker never share it
@@ -252,7 +231,7 @@ class DeliverySettings(_Section):
 
 class SlackSettings(_Section):
     #: Slack's Web API base; a proxy or a test server can stand in
-    api_url: str = "https://slack.com/api/"
+    api_url: Annotated[str, CONNECTION] = "https://slack.com/api/"
     #: posts to one channel (or incoming webhook): Slack takes about one message a second per
     #: channel, allows a short burst, and answers more with 429 (`null`: no limit)
     rate_limit: str | None = "1/s"
@@ -278,7 +257,7 @@ class SmtpSettings(_Section):
     port: int | None = Field(default=None, ge=1, le=65535)  # default: 25, 587 or 465 by `tls`
     tls: Literal["none", "starttls", "implicit"] = "starttls"
     username: str | None = None
-    password: SecretStr | None = None
+    password: Annotated[SecretStr | None, SECRET] = None
     sender: str = Field(default="dispatcher@localhost", alias="from")
     timeout_s: float = Field(default=30.0, gt=0)
     #: a PEM file of CA certificates to trust instead of the system's (a private relay's CA)
@@ -333,7 +312,7 @@ class AdminSettings(_Section):
 
     listen: str | None = "127.0.0.1:9464"
     #: turns the subscriptions API (`/api/v1`) on: `Authorization: Bearer <token>`
-    token: SecretStr | None = None
+    token: Annotated[SecretStr | None, SECRET] = None
     _check = field_validator("listen")(_listen)
 
     @field_validator("token")
@@ -364,7 +343,7 @@ class StoreSettings(_Section):
     `poll_every` plus a load (PostgreSQL also notifies at once). `migrate: false` leaves the
     schema to `dispatcher db upgrade`."""
 
-    url: SecretStr | None = None
+    url: Annotated[SecretStr | None, CONNECTION] = None
     migrate: bool = True
     poll_every: str = "1s"
     _every = field_validator("poll_every")(check_duration)
@@ -373,7 +352,7 @@ class StoreSettings(_Section):
     @classmethod
     def _database_url(cls, url: SecretStr | None) -> SecretStr | None:
         if url is not None:
-            parts = urlsplit(url.get_secret_value())
+            parts = _server_url(url)
             if parts.scheme == "sqlite":
                 if not parts.path.strip("/"):
                     raise ValueError("sqlite:///path/to/file.db names no file")
@@ -394,13 +373,13 @@ class RateLimitSettings(_Section):
     `redis_url` in Redis, so that every replica consuming the same queues shares each
     target's limit exactly."""
 
-    redis_url: SecretStr | None = None
+    redis_url: Annotated[SecretStr | None, CONNECTION] = None
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, url: SecretStr | None) -> SecretStr | None:
         if url is not None:
-            parts = urlsplit(url.get_secret_value())
+            parts = _server_url(url)
             if parts.scheme not in ("redis", "rediss", "unix") or not (
                 parts.hostname or parts.path
             ):

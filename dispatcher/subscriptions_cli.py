@@ -236,12 +236,11 @@ def _store_failed(
     exc: Exception,
     given: _Given,
 ) -> int:
-    from dispatcher.app import settings_secrets, subscription_secrets
-    from dispatcher.logs import SecretRedactor
+    from dispatcher.redaction import Redactor, secrets_of
 
     cause = getattr(exc, "orig", None) or exc  # the driver's error: no SQL parameters in it
-    redactor = SecretRedactor(settings_secrets(settings))
-    redactor.update(subscription_secrets(item.subscription for item in given.items))
+    redactor = Redactor(secrets_of(settings))
+    redactor.update(s for item in given.items for s in secrets_of(item.subscription))
     redactor.update(_strings(given.patch))
     message = redactor.scrub(f"{store.description}: {type(cause).__name__}: {cause}")
     if not settings.store.migrate:

@@ -4,7 +4,6 @@ be a list), for the daemon and the commands alike. Passwords never reach an erro
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
 
 import aiormq
 import structlog
@@ -12,7 +11,8 @@ from aiormq.abc import AbstractConnection
 from yarl import URL
 
 from dispatcher.errors import BrokerError
-from dispatcher.settings import BrokerSettings, redact_url
+from dispatcher.redaction import Redactor, redact_url, secrets_of
+from dispatcher.settings import BrokerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -68,10 +68,5 @@ async def open_connection(broker: BrokerSettings, *, name: str) -> AbstractConne
 
 def why(exc: BaseException, broker: BrokerSettings) -> str:
     """The exception as text, with every node's URL redacted and no password anywhere."""
-    text = f"{type(exc).__name__}: {exc}"
-    for url in broker.all_urls:
-        text = text.replace(url, redact_url(url))
-        password = urlsplit(url).password
-        if password:
-            text = text.replace(password, "***")
-    return text
+    # any length: a message mangled is better than a short password shown
+    return Redactor(secrets_of(broker), min_length=1).scrub(f"{type(exc).__name__}: {exc}")

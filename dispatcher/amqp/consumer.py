@@ -29,7 +29,8 @@ from dispatcher.amqp.messages import Messages, Outgoing
 from dispatcher.amqp.topology import Topology, declare, declare_queue
 from dispatcher.errors import BrokerError, PublishError
 from dispatcher.pipeline import Incoming, Verdict
-from dispatcher.settings import BrokerSettings, redact_url
+from dispatcher.redaction import redact_url
+from dispatcher.settings import BrokerSettings
 
 log = structlog.get_logger(__name__)
 

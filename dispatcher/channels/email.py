@@ -37,6 +37,7 @@ from aiosmtplib import (
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult, error_text
 from dispatcher.rates import Rate
+from dispatcher.redaction import Redactor, secrets_of
 from dispatcher.render import EmailMessage
 from dispatcher.settings import SmtpSettings
 from dispatcher.subscriptions.models import EmailTarget
@@ -184,7 +185,7 @@ class EmailChannel:
         self._idle_check_s = idle_check_s
         self._server = f"{settings.host}:{settings.effective_port}"
         self._envelope_from = parseaddr(settings.sender)[1] or settings.sender
-        self._redact = _secrets(settings)
+        self._redactor = _redactor(settings)
         self._lock = asyncio.Lock()
         self._smtp: SMTP | None = None
         self._last_used_s = 0.0
@@ -231,11 +232,11 @@ class EmailChannel:
                 if not (refusal and self._smtp is not None and self._smtp.is_connected):
                     self._drop()
                 failed = classify(exc, self._server)
-                return dataclasses.replace(failed, reason=self._scrub(failed.reason))
+                return dataclasses.replace(failed, reason=self._redactor.scrub(failed.reason))
         detail = one_line(f"250 {reply}", _REPLY_CHARS)
         if refused:
             listed = _refused([(address, r.code, r.message) for address, r in refused.items()])
-            detail = self._scrub(f"{detail}; refused: {listed}")
+            detail = self._redactor.scrub(f"{detail}; refused: {listed}")
             log.warning(
                 "email partly refused", server=self._server, delivery=delivery.id, detail=detail
             )
@@ -308,17 +309,11 @@ class EmailChannel:
         if smtp is not None:
             smtp.close()
 
-    def _scrub(self, text: str) -> str:
-        for secret in self._redact:
-            text = text.replace(secret, "***")
-        return text
 
-
-def _secrets(settings: SmtpSettings) -> tuple[str, ...]:
-    """The password and the encodings of it that go over the wire, in case a server echoes one."""
-    password = settings.password.get_secret_value() if settings.password else ""
-    if not password:
-        return ()
-    plain = f"\0{settings.username or ''}\0{password}"  # AUTH PLAIN
-    forms = {password, *(base64.b64encode(s.encode()).decode() for s in (password, plain))}
-    return tuple(sorted((s for s in forms if len(s) >= 4), key=len, reverse=True))
+def _redactor(settings: SmtpSettings) -> Redactor:
+    """Hides the password and the encodings of it that go over the wire, in case a server
+    echoes one."""
+    passwords = secrets_of(settings)
+    plain = [f"\0{settings.username or ''}\0{password}" for password in passwords]  # AUTH PLAIN
+    encoded = [base64.b64encode(s.encode()).decode() for s in (*passwords, *plain)]
+    return Redactor([*passwords, *encoded], min_length=4)

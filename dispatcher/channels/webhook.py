@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from yarl import URL
 
@@ -42,6 +42,7 @@ from dispatcher.channels.http1 import ProtocolError, check_header, request_head
 from dispatcher.channels.httpclient import ClientClosed, Disconnected, HttpClient, Origin
 from dispatcher.netguard import AddressRefused, NetworkGuard
 from dispatcher.rates import Rate
+from dispatcher.redaction import Redactor, secrets_of
 from dispatcher.subscriptions.models import WebhookTarget, signing_key
 
 CONTENT_TYPE = "application/cloudevents+json"
@@ -99,7 +100,7 @@ class _Prepared:
     endpoint: Origin | None  # None: the URL or a header cannot make a valid request
     head: bytes  # request line and the fixed headers; per-send ones follow
     key: bytes | None
-    redact: tuple[str, ...]  # what an answer might echo back: URL parts, secrets, header values
+    redactor: Redactor  # what an answer might echo back: URL parts, secrets, header values
     target_key: str  # the URL, hashed: names the target for limits without showing it
 
 
@@ -141,30 +142,26 @@ def _prepare(target: WebhookTarget, user_agent: str) -> _Prepared:
         endpoint, head, headers = _endpoint(target, user_agent)
     except (ValueError, UnicodeError):
         endpoint, head, headers = None, b"", {}
-    parts = urlsplit(url)
-    sensitive = {url, parts.path, parts.query, parts.username or "", parts.password or ""}
-    sensitive |= {unquote(s) for s in sensitive} | set(target.headers.values())
-    if "Authorization" in headers:  # made from the URL's credentials: "Basic <base64>"
-        sensitive |= {headers["Authorization"], headers["Authorization"].removeprefix("Basic ")}
-    if target.secret is not None:
-        sensitive.add(target.secret.get_secret_value())
+    # Beyond the target's own secrets: the URL's user name and the Basic credentials made of it
+    # (an answer may echo a request's Authorization back).
+    sensitive = [*secrets_of(target), urlsplit(url).username or ""]
+    if "Authorization" in headers:
+        sensitive += [headers["Authorization"], headers["Authorization"].removeprefix("Basic ")]
     return _Prepared(
         target=target,
         origin=origin(url),
         endpoint=endpoint,
         head=head,
         key=signing_key(target.secret) if target.secret is not None else None,
-        redact=tuple(sorted((s for s in sensitive if len(s) >= 4), key=len, reverse=True)),
+        redactor=Redactor(sensitive, min_length=4),
         target_key=target_key("webhook", url),
     )
 
 
-def _snippet(answer: bytes, redact: tuple[str, ...]) -> str:
+def _snippet(answer: bytes, redactor: Redactor) -> str:
     """The answer's start on one line, secrets hidden. Redacted whole before it is cut (a failure
     path; answers are read up to 64 KiB), so no secret survives in part across the cut."""
-    text = " ".join(answer.decode("utf-8", "replace").split())
-    for secret in redact:
-        text = text.replace(secret, "***")
+    text = redactor.scrub(" ".join(answer.decode("utf-8", "replace").split()))
     return text if len(text) <= _SNIPPET_CHARS else text[: _SNIPPET_CHARS - 1] + "…"
 
 
@@ -175,7 +172,7 @@ def _not_accepted(
     if 300 <= status < 400:
         reason = f"{head}: dispatcher does not follow redirects; configure the final URL"
         return SendFailed(reason, retryable=False, retry_after_s=retry_after_s)
-    snippet = _snippet(answer, p.redact)
+    snippet = _snippet(answer, p.redactor)
     retryable = status in _RETRYABLE_4XX or 500 <= status < 600
     return SendFailed(f"{head}: {snippet}" if snippet else head, retryable, retry_after_s)
 

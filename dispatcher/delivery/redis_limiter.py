@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from urllib.parse import unquote
 
 import structlog
 from redis.asyncio import Redis
@@ -29,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from dispatcher.delivery.ratelimit import LocalRateLimiter, Rate, RateLimiter
-from dispatcher.settings import redact_url, url_secrets
+from dispatcher.redaction import Redactor, redact_url, url_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -87,9 +86,9 @@ class RedisRateLimiter:
     ) -> None:
         if not namespace:
             raise ValueError("a Redis rate limiter needs a namespace (the deployment's queue)")
-        self._display_url = _display(url)
-        found = _secrets_in(url)
-        self._secrets = tuple({*found, *(unquote(s) for s in found)})
+        self._display_url = redact_url(url)
+        # any length: an error text mangled is better than a short password shown
+        self._redactor = Redactor(url_secrets(url), min_length=1)
         try:
             # No retries inside redis-py: its default backs off for seconds, and an unreachable
             # Redis must fall back within timeout_s, not hold a delivery.
@@ -180,10 +179,7 @@ class RedisRateLimiter:
             log.info("Redis answers again: rate limits are shared", redis=self._display_url)
 
     def _describe(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self._redactor.scrub(f"{type(exc).__name__}: {exc}")
 
 
 def _interval_us(rate: Rate) -> int:
@@ -192,17 +188,3 @@ def _interval_us(rate: Rate) -> int:
 
 def _us(seconds: float) -> int:
     return round(min(seconds, _MAX_S) * 1e6)
-
-
-def _display(url: str) -> str:
-    try:
-        return redact_url(url)
-    except ValueError:  # a malformed port; its message could quote the URL
-        return "(a malformed Redis URL)"
-
-
-def _secrets_in(url: str) -> list[str]:
-    try:
-        return url_secrets(url)
-    except ValueError:
-        return []

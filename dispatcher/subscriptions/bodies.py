@@ -2,8 +2,8 @@
 
 A body is the JSON shape a subscription is written in (what `Subscription.model_validate` takes).
 `split_secrets` finds every secret by walking the model's fields, so a `SecretStr` added to any
-target later is found too; the values of fields named in `CREDENTIAL_MAPPINGS` (a webhook's
-custom `headers`) are treated as secrets although typed `str`. Pure: no I/O, no cryptography.
+target later is found too, and so is every string of a field marked secret (a webhook's custom
+`headers`: see `dispatcher.redaction`) although typed `str`. Pure: no I/O, no cryptography.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic_core import to_jsonable_python
 
-#: fields whose mapping values are credentials (an `Authorization` header is as secret as a token)
-CREDENTIAL_MAPPINGS = frozenset({"headers"})
+from dispatcher.redaction import secrecy
 
 
 def split_secrets(model: BaseModel) -> tuple[dict[str, Any], dict[str, str]]:
@@ -69,28 +68,25 @@ def _model_body(model: BaseModel, pointer: str, secrets: dict[str, str]) -> dict
             continue  # left to its default, as the writer left it
         key = field.alias or name
         where = f"{pointer}/{_escape(key)}"
-        value = getattr(model, name)
-        if name in CREDENTIAL_MAPPINGS and isinstance(value, Mapping):
-            body[key] = dict.fromkeys(value)  # the names stay; each value is a secret
-            for entry, secret in value.items():
-                secrets[f"{where}/{_escape(entry)}"] = str(secret)
-        else:
-            body[key] = _value_body(value, where, secrets)
+        marked = secrecy(field) is not None
+        body[key] = _value_body(getattr(model, name), where, secrets, marked)
     return body
 
 
-def _value_body(value: Any, pointer: str, secrets: dict[str, str]) -> Any:
-    if isinstance(value, SecretStr):
-        secrets[pointer] = value.get_secret_value()
+def _value_body(value: Any, pointer: str, secrets: dict[str, str], marked: bool = False) -> Any:
+    """`marked`: the field is declared secret, so its strings are (a mapping keeps its keys)."""
+    if isinstance(value, SecretStr) or (marked and isinstance(value, str)):
+        secrets[pointer] = value.get_secret_value() if isinstance(value, SecretStr) else value
         return None
     if isinstance(value, BaseModel):
         return _model_body(value, pointer, secrets)
     if isinstance(value, Mapping):
         return {
-            k: _value_body(v, f"{pointer}/{_escape(str(k))}", secrets) for k, v in value.items()
+            k: _value_body(v, f"{pointer}/{_escape(str(k))}", secrets, marked)
+            for k, v in value.items()
         }
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        return [_value_body(v, f"{pointer}/{i}", secrets) for i, v in enumerate(value)]
+        return [_value_body(v, f"{pointer}/{i}", secrets, marked) for i, v in enumerate(value)]
     return to_jsonable_python(value)
 
 

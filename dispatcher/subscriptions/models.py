@@ -15,10 +15,11 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from dispatcher.durations import parse_duration
 from dispatcher.rates import Rate
+from dispatcher.redaction import SECRET, SECRET_URL, HidesSecrets, check_plain_authority
 
 #: Resources and actions of the seeds' event names, and the synonyms they use for actions.
 RESOURCES = frozenset(
@@ -67,7 +68,7 @@ def _check_patterns(values: list[str], what: str) -> list[str]:
     return values
 
 
-class _Model(BaseModel):
+class _Model(HidesSecrets):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -118,6 +119,7 @@ def check_http_url(url: str) -> str:
 
 
 def _check_secret_url(url: SecretStr) -> SecretStr:
+    check_plain_authority(url.get_secret_value())
     check_http_url(url.get_secret_value())
     return url
 
@@ -126,9 +128,10 @@ class WebhookTarget(_Model):
     """POST the event as a structured CloudEvent, signed the Standard Webhooks way."""
 
     type: Literal["webhook"]
-    url: SecretStr  # a webhook URL often carries a token in its path or query
-    secret: SecretStr | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    url: Annotated[SecretStr, SECRET_URL]  # a webhook URL often carries a token in its path
+    secret: Annotated[SecretStr | None, SECRET] = None
+    #: values are secrets: an `Authorization` header is as secret as a token
+    headers: Annotated[dict[str, str], SECRET] = Field(default_factory=dict)
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
     _url = field_validator("url")(_check_secret_url)
@@ -178,7 +181,7 @@ class SlackTarget(_Model):
     """Post with a bot token through Slack's Web API `chat.postMessage` (CloudTruth's way)."""
 
     type: Literal["slack"]
-    token: SecretStr  # a bot token, xoxb-...
+    token: Annotated[SecretStr, SECRET]  # a bot token, xoxb-...
     channel: str = Field(min_length=1, max_length=200)  # "#deploys", "deploys" or an id C0123
     username: str | None = Field(default=None, max_length=80)
     icon_emoji: str | None = Field(default=None, pattern=r"^:[a-z0-9_+\-]+:$")
@@ -195,7 +198,7 @@ class SlackWebhookTarget(_Model):
     """Post to a Slack incoming-webhook URL (Qovery, CloudRepo and Scalingo's way)."""
 
     type: Literal["slack_webhook"]
-    url: SecretStr  # the URL is the credential
+    url: Annotated[SecretStr, SECRET_URL]  # the URL is the credential
     timeout_s: float = Field(default=10.0, gt=0, le=300)
 
     _url = field_validator("url")(_check_secret_url)

@@ -182,7 +182,7 @@ def test_secrets_show_as_stars_and_keep_their_origin() -> None:
     assert shown["broker.url"].value == "amqp://disp:***@rabbit.internal:5672/prod"
     assert shown["rate_limits.redis_url"].value == "redis://:***@redis.internal:6379/0"
     assert shown["smtp.password"] == Setting("smtp.password", "***", "$SMTP_PASSWORD")
-    assert shown["subscriptions[signed].target.url"].value == "***"
+    assert shown["subscriptions[signed].target.url"].value == "https://hooks.example.com/***"
     assert shown["subscriptions[signed].target.secret"].value == "***"
     header = "subscriptions[signed].target.headers.Authorization"
     assert shown[header] == Setting(header, "***", "config.yaml:16")
@@ -215,7 +215,7 @@ def test_json_rendering_lists_every_setting_with_three_stable_keys() -> None:
         "origin": "default",
     }
     assert by_key["delivery.retry_delays"]["value"] == ["10s", "2h"]
-    assert by_key["subscriptions[ops].target.url"]["value"] == "***"
+    assert by_key["subscriptions[ops].target.url"]["value"] == "https://example.com/***"
     assert by_key["subscriptions[ops].filter.projects"]["value"] == []
 
 

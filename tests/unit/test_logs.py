@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from dispatcher.logs import SecretRedactor, configure
-from dispatcher.settings import redact_url, url_secrets
+from dispatcher.redaction import redact_url, url_secrets
 
 
 def test_registered_secrets_and_url_passwords_are_scrubbed_everywhere() -> None:

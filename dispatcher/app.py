@@ -220,7 +220,8 @@ class App:
         self.pipeline = Pipeline(
             Matcher([]),  # until the store's set is loaded, before consuming starts
             self.deliverer,
-            max_event_bytes=settings.broker.max_event_bytes,
+            limits=settings.broker.event_limits,
+            max_fanout=delivery.max_fanout,
             metrics=self.metrics,
         )
         self.topology = topology(settings.broker, tiers_of(settings))
@@ -264,7 +265,9 @@ class App:
                     self.store,
                     token=token.get_secret_value(),
                     tester=self._test_once,
-                    max_event_bytes=self.settings.broker.max_event_bytes,
+                    limits=self.settings.broker.event_limits,
+                    max_body_bytes=self.settings.admin.max_body_bytes,
+                    max_page=self.settings.admin.max_page_size,
                     target_types=frozenset(self.channels),
                 )
                 app.add_subapp("/api/v1/", api.application())

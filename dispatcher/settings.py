@@ -16,8 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from dispatcher.delivery.breaker import BreakerSettings
 from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS, Schedule
 from dispatcher.durations import parse_duration
-from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
+from dispatcher.events import (
+    DEFAULT_MAX_ATTRIBUTE_BYTES,
+    DEFAULT_MAX_ATTRIBUTES,
+    DEFAULT_MAX_DATA_DEPTH,
+    DEFAULT_MAX_EVENT_BYTES,
+    EventLimits,
+)
 from dispatcher.rates import Rate
+from dispatcher.subscriptions.editing import MAX_PAGE
 from dispatcher.subscriptions.models import (
     Subscription,
     check_delays,
@@ -91,6 +98,12 @@ class BrokerSettings(_Section):
     #: redeliveries of one event before the broker parks it (a message that crashes the daemon)
     delivery_limit: int = Field(default=10, ge=1, le=1000)
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1024, le=128 * 1024 * 1024)
+    #: context attributes one event may have (a message with more is dead-lettered)
+    max_attributes: int = Field(default=DEFAULT_MAX_ATTRIBUTES, ge=8, le=10_000)
+    #: the UTF-8 length of one attribute's name or value
+    max_attribute_bytes: int = Field(default=DEFAULT_MAX_ATTRIBUTE_BYTES, ge=256, le=1024 * 1024)
+    #: how deep `data` may nest; at most 200: orjson writes no more than 254 levels
+    max_data_depth: int = Field(default=DEFAULT_MAX_DATA_DEPTH, ge=1, le=200)
     connection_name: str = "dispatcher"
     connect_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_s: int = Field(default=30, ge=0, le=600)
@@ -136,6 +149,15 @@ class BrokerSettings(_Section):
     def all_urls(self) -> list[str]:
         """Every node to try, in order (one unless `url` was a list)."""
         return [u.get_secret_value() for u in self.urls] or [self.url.get_secret_value()]
+
+    @property
+    def event_limits(self) -> EventLimits:
+        return EventLimits(
+            max_event_bytes=self.max_event_bytes,
+            max_attributes=self.max_attributes,
+            max_attribute_bytes=self.max_attribute_bytes,
+            max_data_depth=self.max_data_depth,
+        )
 
     @property
     def dead_exchange(self) -> str:
@@ -206,6 +228,12 @@ class DeliverySettings(_Section):
     slow_target_max_in_flight: int = Field(default=10, ge=1, le=10_000)
     #: a target failing without a break this long is disabled (its deliveries dead-lettered)
     disable_after: str = "5d"
+    #: subscriptions one event is delivered to; it reaches the first this many (in the
+    #: subscriptions' order) and each further one is dead-lettered as `fanout_exceeded`
+    max_fanout: int = Field(default=100, ge=1, le=100_000)
+    #: a rendered message (Slack text and blocks, an email's parts, a webhook body) larger
+    #: than this is a permanent failure rather than a post that a target refuses or chokes on
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024, le=128 * 1024 * 1024)
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
 
     _delays = field_validator("retry_delays")(check_delays)
@@ -300,6 +328,10 @@ class AdminSettings(_Section):
     listen: str | None = "127.0.0.1:9464"
     #: turns the subscriptions API (`/api/v1`) on: `Authorization: Bearer <token>`
     token: SecretStr | None = None
+    #: an API request body larger than this is refused with 413
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: the most subscriptions one page of `GET /api/v1/subscriptions` holds (`?limit=`)
+    max_page_size: int = Field(default=200, ge=1, le=MAX_PAGE)
     _check = field_validator("listen")(_listen)
 
     @field_validator("token")

@@ -16,6 +16,7 @@ from dispatcher.events import (
     DEFAULT_MAX_EVENT_BYTES,
     MATCH_ATTRIBUTES,
     Event,
+    EventLimits,
     InvalidEvent,
     decode,
     encode,
@@ -490,13 +491,14 @@ def test_invalid_reason_with_parser_message(
 
 
 def test_size_limit_is_checked_before_parsing() -> None:
-    assert reason(decode(b"\xff" * 11, max_bytes=10)) == (
-        "message of 11 bytes exceeds the limit of 10 bytes"
+    assert reason(decode(b"\xff" * 11, limits=EventLimits(max_event_bytes=10))) == (
+        "message of 11 bytes exceeds the limit of 10 bytes (broker.max_event_bytes)"
     )
     body = structured()
-    assert ok(decode(body, max_bytes=len(body))).body is body
-    assert reason(decode(body, BINARY, max_bytes=len(body) - 1)) == (
+    assert ok(decode(body, limits=EventLimits(max_event_bytes=len(body)))).body is body
+    assert reason(decode(body, BINARY, limits=EventLimits(max_event_bytes=len(body) - 1))) == (
         f"message of {len(body)} bytes exceeds the limit of {len(body) - 1} bytes"
+        " (broker.max_event_bytes)"
     )
     too_big = b" " * DEFAULT_MAX_EVENT_BYTES + body
     assert reason(decode(too_big)).startswith(f"message of {len(too_big)} bytes exceeds")
@@ -596,7 +598,7 @@ def _check_result(result: Event | InvalidEvent) -> None:
         assert result.reason
         assert "\n" not in result.reason
         return
-    again = ok(decode(result.body, max_bytes=len(result.body)))
+    again = ok(decode(result.body, limits=EventLimits(max_event_bytes=len(result.body))))
     assert (again.id, again.source, again.type) == (result.id, result.source, result.type)
     assert again.attributes == result.attributes
 

@@ -131,17 +131,19 @@ def _log_breaker(key: str, old: BreakerState, new: BreakerState) -> None:
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
     """One channel per target type; `email` only when the config has an `smtp:` section."""
-    rate = settings.slack.rate
+    rate, most = settings.slack.rate, settings.delivery.max_message_bytes
     channels: dict[str, Channel] = {
-        "webhook": WebhookChannel(),
+        "webhook": WebhookChannel(max_message_bytes=most),
         "log": LogChannel(),
-        "slack": SlackChannel(settings.slack, _slack, rate=rate),
-        "slack_webhook": SlackWebhookChannel(_slack, rate=rate),
+        "slack": SlackChannel(settings.slack, _slack, rate=rate, max_message_bytes=most),
+        "slack_webhook": SlackWebhookChannel(_slack, rate=rate, max_message_bytes=most),
     }
     if settings.smtp is not None:
         smtp = settings.smtp
         context = ssl.create_default_context(cafile=smtp.ca_file) if smtp.ca_file else None
-        channels["email"] = EmailChannel(smtp, _email, tls_context=context, rate=smtp.rate)
+        channels["email"] = EmailChannel(
+            smtp, _email, tls_context=context, rate=smtp.rate, max_message_bytes=most
+        )
     return channels
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 import re
@@ -28,12 +29,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from dispatcher.channels.base import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     Delivery,
     SendFailed,
     SendOk,
     SendResult,
     error_text,
     target_key,
+    too_large,
 )
 from dispatcher.channels.webhook import origin, parse_retry_after
 from dispatcher.rates import Rate
@@ -123,9 +126,11 @@ class _SlackChannelBase(Generic[_Client]):
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
         rate: Rate | None = SLACK_RATE,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._render = render
         self._rate = rate
+        self._max_message_bytes = max_message_bytes
         self._session = session
         self._owns_session = session is None
         self._clock = clock
@@ -160,9 +165,14 @@ class _SlackChannelBase(Generic[_Client]):
 
     def _message(self, delivery: Delivery, where: str) -> SlackMessage | SendFailed:
         try:
-            return self._render(delivery)
+            message = self._render(delivery)
         except Exception as exc:  # noqa: BLE001 - a template that fails fails every time: report it
             return SendFailed(f"{where}: cannot render the message ({type(exc).__name__})", False)
+        # As the SDK encodes it (json, ASCII); posts are paced per channel, so this is cheap.
+        size = len(json.dumps([message.text, message.blocks]))
+        if size > self._max_message_bytes:
+            return too_large(where, size, self._max_message_bytes)
+        return message
 
     async def close(self) -> None:
         self._closed = True
@@ -190,8 +200,11 @@ class SlackChannel(_SlackChannelBase[AsyncWebClient]):
         session: aiohttp.ClientSession | None = None,
         clock: Callable[[], float] = time.time,
         rate: Rate | None = SLACK_RATE,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        super().__init__(render, session=session, clock=clock, rate=rate)
+        super().__init__(
+            render, session=session, clock=clock, rate=rate, max_message_bytes=max_message_bytes
+        )
         self._api_url = settings.api_url
         self._at = origin(settings.api_url)
 

@@ -337,9 +337,11 @@ def _check_depth(body: bytes, levels: int, max_depth: int) -> str | None:
     if b'"' in shape:
         shape = _QUOTED.sub(b"", shape)
     for _ in range(levels):
-        shape = shape.replace(b"[]", b"")
         if not shape:
             return None
+        shape = shape.replace(b"[]", b"")
+    if not shape:
+        return None
     return f"data is nested more than {max_depth} levels deep (broker.max_data_depth)"
 
 

@@ -197,7 +197,7 @@ class Api:
             return _error(413, "too_large", why)
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=self._max_body_bytes, middlewares=[self.auth])
+        app = web.Application(middlewares=[self.auth])  # bodies: `_body`
         app.router.add_post("/subscriptions", self.create)
         app.router.add_get("/subscriptions", self.list)
         app.router.add_get("/subscriptions/{id}", self.get)
@@ -337,7 +337,7 @@ class Api:
         return web.json_response(body, dumps=_dumps)
 
     async def match(self, request: web.Request) -> web.Response:
-        raw = await request.read()
+        raw = await self._body(request)
         event = decode(raw, limits=self._limits)
         if isinstance(event, InvalidEvent):
             return _error(422, "invalid_event", event.reason)
@@ -353,8 +353,23 @@ class Api:
 
     # --- helpers
 
+    async def _body(self, request: web.Request) -> bytes:
+        """The request body; 413 (through `auth`) past `admin.max_body_bytes`. Read here, not
+        with `request.read()`: that applies the root application's `client_max_size`, never
+        this mounted one's."""
+        limit = self._max_body_bytes
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            raise web.HTTPRequestEntityTooLarge(limit, declared)
+        body = bytearray()
+        while chunk := await request.content.readany():
+            body += chunk
+            if len(body) > limit:
+                raise web.HTTPRequestEntityTooLarge(limit, len(body))
+        return bytes(body)
+
     async def _json(self, request: web.Request) -> Any:
-        raw = await request.read()
+        raw = await self._body(request)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -22,6 +22,7 @@ from dispatcher.events import (
     encode,
     new_event,
 )
+from tests.support import json_depth
 
 DROP = object()  # an attribute to leave out
 BASE = {"specversion": "1.0", "id": "e-1", "source": "/test", "type": "deployment.failed"}
@@ -661,14 +662,6 @@ def test_structured_documents_decode_to_their_attributes(changes: dict[str, Any]
 # Hypothesis: the limits (EventLimits) hold for every event decode lets through
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    return 0
-
-
 LIMITS = st.builds(
     EventLimits,
     max_event_bytes=st.integers(1, 2048),
@@ -706,7 +699,7 @@ def _within(result: Event | InvalidEvent, size: int, limits: EventLimits) -> Non
         if isinstance(value, str):
             assert len(value.encode("utf-8", "surrogatepass")) <= limits.max_attribute_bytes, name
         assert len(name) <= limits.max_attribute_bytes
-    assert _depth(result.data) <= limits.max_data_depth
+    assert json_depth(result.data) <= limits.max_data_depth
 
 
 @settings(deadline=None)

@@ -47,7 +47,7 @@ from dispatcher.render import email_message, slack_message
 from dispatcher.settings import BrokerSettings, Settings, SlackSettings, SmtpSettings
 from dispatcher.subscriptions.matcher import Matcher
 from dispatcher.subscriptions.models import Subscription
-from tests.support import as_event
+from tests.support import as_event, json_depth
 
 BASE = {"specversion": "1.0", "id": "e-1", "source": "/test", "type": "deployment.failed"}
 BINARY = {"ce-specversion": "1.0", "ce-id": "e-1", "ce-source": "/test", "ce-type": "x.y"}
@@ -190,15 +190,6 @@ def test_brackets_in_strings_do_not_count() -> None:
     assert "more than 64 levels" in reason(decode(orjson.dumps({**BASE, "data": nested(5, data)})))
 
 
-def _depth(value: Any) -> int:
-    """Reference: how deep `value` nests (recursive; hypothesis keeps values shallow)."""
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    return 0
-
-
 TRICKY_TEXT = st.text(alphabet='[]{}"\\ab\u00e9\U0001f680\n', max_size=8)
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | TRICKY_TEXT,
@@ -213,7 +204,7 @@ def test_the_depth_read_from_the_bytes_is_the_depth_of_the_value(
     value: Any, levels: int, ascii: bool
 ) -> None:
     for body in (orjson.dumps(value), json.dumps(value, ensure_ascii=ascii).encode()):
-        assert (_check_depth(body, levels, levels) is not None) == (_depth(value) > levels)
+        assert (_check_depth(body, levels, levels) is not None) == (json_depth(value) > levels)
 
 
 # --- the pipeline: delivery.max_fanout

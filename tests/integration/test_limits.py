@@ -15,6 +15,7 @@ import aiormq
 import orjson
 import pytest
 
+from dispatcher import cli
 from dispatcher.events import encode, new_event
 from tests.support import (
     BrokerNames,
@@ -184,3 +185,16 @@ async def test_the_api_refuses_a_large_body_and_a_large_page(
         status, error = await call("POST", "/events/match", deep)
         assert (status, error["error"]["code"]) == (422, "invalid_event")
         assert "broker.max_data_depth" in error["error"]["message"]
+
+
+def test_subscriptions_add_refuses_yaml_nested_past_the_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found here: `yaml.safe_load` composes recursively, and a file of 5,000 nested lists
+    ended `dispatcher subscriptions add` with a RecursionError traceback."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"store: {{url: 'sqlite:///{tmp_path / 's.db'}'}}\n")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("- " + "[" * 5000 + "]" * 5000 + "\n")
+    assert cli.main(["subscriptions", "add", str(deep), "-c", str(config)]) == 2
+    assert capsys.readouterr().err.strip() == f"dispatcher subscriptions: {deep}: nested too deep"

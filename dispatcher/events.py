@@ -141,9 +141,10 @@ def _structured(body: bytes, limits: EventLimits) -> Event | InvalidEvent:
         return InvalidEvent(_why_not_json(body, error))
     if not isinstance(document, dict):
         return InvalidEvent(f"body is a JSON {_JSON_KINDS[type(document)]}, expected an object")
-    count = len(document) - ("data" in document) - ("data_base64" in document)
-    if count > limits.max_attributes:  # before the names are read: that is per attribute
-        return InvalidEvent(_too_many(count, limits))
+    if len(document) > limits.max_attributes:  # before the names are read, one by one
+        count = len(document) - ("data" in document) - ("data_base64" in document)
+        if count > limits.max_attributes:
+            return InvalidEvent(_too_many(count, limits))
     attributes: dict[str, Any] = {}
     for name, value in document.items():
         if name in _DATA_KEYS:
@@ -159,11 +160,12 @@ def _structured(body: bytes, limits: EventLimits) -> Event | InvalidEvent:
         if value is not None:  # the JSON format: a null attribute is an absent one
             attributes[name] = value
     data = document.get("data")
-    reason = (
-        _check(attributes, limits.max_attribute_bytes)
-        or _check_data(document)
-        or _check_depth(body, limits.max_data_depth + 1, limits.max_data_depth)
-    )
+    reason = _check(attributes) or _check_data(document)
+    # A value's JSON is at least as long as its UTF-8: a body this short holds no long value.
+    if reason is None and len(body) > limits.max_attribute_bytes:
+        reason = _too_long(attributes, limits.max_attribute_bytes)
+    if reason is None:
+        reason = _check_depth(body, limits.max_data_depth + 1, limits.max_data_depth)
     if reason is not None:
         return InvalidEvent(reason)
     return Event(attributes["id"], attributes["source"], attributes["type"], attributes, data, body)
@@ -216,7 +218,9 @@ def _binary(
         return InvalidEvent(attributes)
     if content_type is not None:
         attributes.setdefault("datacontenttype", content_type)
-    reason = _check(attributes, limits.max_attribute_bytes)
+    if len(attributes) > limits.max_attributes:  # the content type made one more
+        return InvalidEvent(_too_many(len(attributes), limits))
+    reason = _check(attributes) or _too_long(attributes, limits.max_attribute_bytes)
     if reason is not None:
         return InvalidEvent(reason)
     document, data = dict(attributes), None
@@ -270,7 +274,7 @@ def _binary_attributes(found: list[tuple[str, str, Any]]) -> dict[str, Any] | st
     return attributes
 
 
-def _check(attributes: Mapping[str, Any], max_bytes: int) -> str | None:
+def _check(attributes: Mapping[str, Any]) -> str | None:
     """Why these context attributes do not make a valid event, or None."""
     version = attributes.get("specversion")
     if version is None:
@@ -292,18 +296,21 @@ def _check(attributes: Mapping[str, Any], max_bytes: int) -> str | None:
     size = len(type_) if type_.isascii() else len(type_.encode("utf-8"))
     if size > _MAX_TYPE_BYTES:
         return f"attribute 'type' is {size} bytes long, the limit is {_MAX_TYPE_BYTES} bytes"
-    quick = max_bytes // 4  # a string of at most this many characters fits in any encoding
     for name, value in attributes.items():
-        if type(value) is str:
-            if len(value) > quick and (size := _utf8_size(value)) > max_bytes:
-                return f"attribute {_show(name)} is {size} bytes long, {_limit(max_bytes)}"
-            if name != "time":
-                continue  # the common case: any string is valid for any other attribute
-        if name in _CHECKED_FIRST:
-            continue
+        if name in _CHECKED_FIRST or (type(value) is str and name != "time"):
+            continue  # the common case: any string is valid for any other attribute
         reason = _check_optional(name, value)
         if reason is not None:
             return reason
+    return None
+
+
+def _too_long(attributes: Mapping[str, Any], max_bytes: int) -> str | None:
+    """Which string attribute is longer than `max_bytes` of UTF-8, if one is."""
+    quick = max_bytes // 4  # a string of at most this many characters fits in any encoding
+    for name, value in attributes.items():
+        if type(value) is str and len(value) > quick and (size := _utf8_size(value)) > max_bytes:
+            return f"attribute {_show(name)} is {size} bytes long, {_limit(max_bytes)}"
     return None
 
 

@@ -101,6 +101,10 @@ def test_too_many_attributes_structured() -> None:
 def test_too_many_attributes_binary() -> None:
     headers = {**BINARY, **{f"ce-x{i}": "v" for i in range(60)}, "x-not-an-attribute": 1}
     assert len(ok(decode(b"", headers)).attributes) == 64
+    # found by hypothesis: the content type is an attribute too (datacontenttype)
+    assert reason(decode(b"{}", headers, "application/json")) == (
+        "event has 65 attributes, the limit is 64 (broker.max_attributes)"
+    )
     headers["ce-x60"] = "v"
     assert reason(decode(b"", headers)) == (
         "event has 65 attributes, the limit is 64 (broker.max_attributes)"

@@ -26,7 +26,6 @@ from dispatcher.subscriptions.models import Subscription
 log = structlog.get_logger(__name__)
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
-DEFAULT_MAX_FANOUT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +88,8 @@ class Pipeline:
         matcher: Matcher,
         deliverer: Deliverer,
         *,
+        max_fanout: int,
         limits: EventLimits = DEFAULT_LIMITS,
-        max_fanout: int = DEFAULT_MAX_FANOUT,
         metrics: EventObserver | None = None,
     ) -> None:
         """`max_fanout`: the most subscriptions one event is delivered to; one that matches

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from dispatcher.channels.base import DEFAULT_MAX_MESSAGE_BYTES
 from dispatcher.delivery.breaker import BreakerSettings
 from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS, Schedule
 from dispatcher.durations import parse_duration
@@ -34,6 +35,9 @@ from dispatcher.subscriptions.models import (
 )
 
 _AMQP_NAME = r"^[A-Za-z0-9_.:\-]{1,255}$"
+#: the API's limits by default: `admin.max_body_bytes`, `admin.max_page_size`
+API_MAX_BODY_BYTES = 64 * 1024
+API_MAX_PAGE = 200
 
 
 class _Section(BaseModel):
@@ -233,7 +237,7 @@ class DeliverySettings(_Section):
     max_fanout: int = Field(default=100, ge=1, le=100_000)
     #: a rendered message (Slack text and blocks, an email's parts, a webhook body) larger
     #: than this is a permanent failure rather than a post that a target refuses or chokes on
-    max_message_bytes: int = Field(default=1024 * 1024, ge=1024, le=128 * 1024 * 1024)
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024, le=128 * 1024 * 1024)
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
 
     _delays = field_validator("retry_delays")(check_delays)
@@ -329,9 +333,9 @@ class AdminSettings(_Section):
     #: turns the subscriptions API (`/api/v1`) on: `Authorization: Bearer <token>`
     token: SecretStr | None = None
     #: an API request body larger than this is refused with 413
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_body_bytes: int = Field(default=API_MAX_BODY_BYTES, ge=1024, le=16 * 1024 * 1024)
     #: the most subscriptions one page of `GET /api/v1/subscriptions` holds (`?limit=`)
-    max_page_size: int = Field(default=200, ge=1, le=MAX_PAGE)
+    max_page_size: int = Field(default=API_MAX_PAGE, ge=1, le=MAX_PAGE)
     _check = field_validator("listen")(_listen)
 
     @field_validator("token")

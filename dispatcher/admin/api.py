@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from dispatcher.channels.base import SendFailed, SendResult
 from dispatcher.errors import DispatcherError
 from dispatcher.events import DEFAULT_LIMITS, EventLimits, InvalidEvent, decode
+from dispatcher.settings import API_MAX_BODY_BYTES, API_MAX_PAGE
 from dispatcher.subscriptions.bodies import join_secrets, split_secrets
 from dispatcher.subscriptions.explain import explain
 from dispatcher.subscriptions.models import Subscription, Target
@@ -44,10 +45,6 @@ from dispatcher.subscriptions.store import FileSubscription
 
 log = structlog.get_logger(__name__)
 
-#: request bodies larger than this are refused with 413 (default of `admin.max_body_bytes`)
-MAX_BODY_BYTES = 64 * 1024
-#: a page holds at most this many subscriptions (default of `admin.max_page_size`)
-MAX_PAGE = 200
 #: Slack's incoming-webhook hosts: a `slack_webhook` target elsewhere is refused (as Scalingo)
 SLACK_WEBHOOK_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
 MASK = "****"
@@ -159,8 +156,8 @@ class Api:
         token: str,
         tester: Tester,
         limits: EventLimits = DEFAULT_LIMITS,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        max_page: int = MAX_PAGE,
+        max_body_bytes: int = API_MAX_BODY_BYTES,
+        max_page: int = API_MAX_PAGE,
         target_types: frozenset[str] = TARGET_TYPES,
     ) -> None:
         """`target_types`: the kinds of target this deployment can deliver to (email needs the

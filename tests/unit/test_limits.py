@@ -308,7 +308,8 @@ def test_max_fanout_default_and_bounds() -> None:
 async def test_the_pipeline_refuses_with_its_limits() -> None:
     policy = RetryPolicy(attempts=1, initial_s=0, max_s=0, max_retry_after_s=0)
     deliverer = Deliverer({"log": LogChannel()}, policy)
-    pipeline = Pipeline(Matcher(_subscriptions(1)), deliverer, limits=EventLimits(max_attributes=5))
+    limits = EventLimits(max_attributes=5)
+    pipeline = Pipeline(Matcher(_subscriptions(1)), deliverer, max_fanout=10, limits=limits)
     event = new_event("deployment.failed", "/test", subject="s", project="web")
     verdict = await pipeline.handle(_incoming(event))
     assert verdict == Rejected("event has 7 attributes, the limit is 5 (broker.max_attributes)")

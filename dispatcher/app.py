@@ -89,16 +89,23 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     HTTP ones connect only where `delivery.allowed_networks` allows (the SMTP server is the
     operator's own)."""
     rate, guard = settings.slack.rate, settings.delivery.guard
+    most = settings.delivery.max_message_bytes
     channels: dict[str, Channel] = {
-        "webhook": WebhookChannel(guard=guard),
+        "webhook": WebhookChannel(guard=guard, max_message_bytes=most),
         "log": LogChannel(),
-        "slack": SlackChannel(settings.slack, _slack, guard=guard, rate=rate),
-        "slack_webhook": SlackWebhookChannel(_slack, guard=guard, rate=rate),
+        "slack": SlackChannel(
+            settings.slack, _slack, guard=guard, rate=rate, max_message_bytes=most
+        ),
+        "slack_webhook": SlackWebhookChannel(
+            _slack, guard=guard, rate=rate, max_message_bytes=most
+        ),
     }
     if settings.smtp is not None:
         smtp = settings.smtp
         context = ssl.create_default_context(cafile=smtp.ca_file) if smtp.ca_file else None
-        channels["email"] = EmailChannel(smtp, _email, tls_context=context, rate=smtp.rate)
+        channels["email"] = EmailChannel(
+            smtp, _email, tls_context=context, rate=smtp.rate, max_message_bytes=most
+        )
     return channels
 
 
@@ -177,7 +184,8 @@ class App:
         self.pipeline = Pipeline(
             Matcher([]),  # until the store's set is loaded, before consuming starts
             self.deliverer,
-            max_event_bytes=settings.broker.max_event_bytes,
+            limits=settings.broker.event_limits,
+            max_fanout=delivery.max_fanout,
             metrics=self.metrics,
         )
         self.topology = topology(settings.broker, tiers_of(settings))
@@ -221,7 +229,9 @@ class App:
                     self.store,
                     token=token.get_secret_value(),
                     tester=self._test_once,
-                    max_event_bytes=self.settings.broker.max_event_bytes,
+                    limits=self.settings.broker.event_limits,
+                    max_body_bytes=self.settings.admin.max_body_bytes,
+                    max_page=self.settings.admin.max_page_size,
                     target_types=frozenset(self.channels),
                     guard=self.settings.delivery.guard,
                 )

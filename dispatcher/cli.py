@@ -464,7 +464,7 @@ def _read_event(args: argparse.Namespace, settings: Settings) -> Event | int:
         body = read_input(args.event)
     except OSError as exc:
         return emit_error(args, "usage", EXIT_USAGE, f"cannot read {args.event}: {exc.strerror}")
-    event = decode(body, max_bytes=settings.broker.max_event_bytes)
+    event = decode(body, limits=settings.broker.event_limits)
     if isinstance(event, InvalidEvent):
         return emit_error(args, "invalid_event", EXIT_USAGE, f"{args.event}: {event.reason}")
     return event

@@ -26,6 +26,9 @@ from dispatcher.settings import Settings
 from dispatcher.subscriptions.models import SlackWebhookTarget, WebhookTarget
 
 BROKER_URL_ENV = "DISPATCHER_BROKER_URL"
+#: a config or subscriptions file larger than this is refused before it is parsed
+MAX_CONFIG_BYTES_ENV = "DISPATCHER_MAX_CONFIG_BYTES"
+DEFAULT_MAX_CONFIG_BYTES = 8 * 1024 * 1024
 #: more values than this means aliases nested to blow up the walk ("billion laughs")
 _MAX_VALUES = 100_000
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
@@ -138,6 +141,8 @@ def _parse(file: str, text: str) -> _Parsed:
         return _Parsed(file, None, {}, [], [problem])
     except yaml.YAMLError as exc:  # the reader's, which carry no line, and the walk's own
         return _Parsed(file, None, {}, [], [ConfigProblem(file, None, "", str(exc).split("\n")[0])])
+    except RecursionError:  # PyYAML composes nested nodes recursively: `[[[[...]]]]`
+        return _Parsed(file, None, {}, [], [ConfigProblem(file, None, "", "nested too deep")])
     finally:
         loader.dispose()
     if node is not None:
@@ -145,9 +150,31 @@ def _parse(file: str, text: str) -> _Parsed:
     return _Parsed(file, data, walker.lines, walker.issues, [])
 
 
-def _read(file: str) -> str:
-    """The file's text; OSError or UnicodeDecodeError (a ValueError) when it has none."""
-    return Path(file).read_text(encoding="utf-8")
+class _TooLarge(ValueError):
+    """A file over the size limit: not read whole, not parsed."""
+
+
+def _read(file: str, max_bytes: int) -> str:
+    """The file's text; OSError or ValueError (UnicodeDecodeError, `_TooLarge`) when it has
+    none. At most `max_bytes` + 1 bytes are read, so a huge file (or a device) is never held."""
+    with Path(file).open("rb") as stream:
+        raw = stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise _TooLarge(
+            f"larger than {max_bytes} bytes, the limit (${MAX_CONFIG_BYTES_ENV}); not parsed"
+        )
+    return raw.decode("utf-8")
+
+
+def max_config_bytes(environ: Mapping[str, str]) -> int:
+    """The size limit of a config file: `$DISPATCHER_MAX_CONFIG_BYTES`, else 8 MiB."""
+    value = environ.get(MAX_CONFIG_BYTES_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_CONFIG_BYTES
+    if not value.isdigit() or int(value) < 1:
+        message = "must be a whole number of bytes, at least 1"
+        raise ConfigError([ConfigProblem(f"${MAX_CONFIG_BYTES_ENV}", None, "", message)])
+    return int(value)
 
 
 def _reason(exc: OSError | ValueError) -> str:
@@ -185,8 +212,9 @@ def _subscription_items(parsed: _Parsed) -> tuple[list[Any], DataPath, list[_Iss
 class _Config:
     """One load: the combined data, where each of its values came from, the problems so far."""
 
-    def __init__(self, main: _Parsed, environ: Mapping[str, str]) -> None:
+    def __init__(self, main: _Parsed, environ: Mapping[str, str], max_bytes: int) -> None:
         self.file, self.data, self.environ = main.file, main.data, environ
+        self.max_bytes = max_bytes  # of each file read
         self.where: dict[DataPath, tuple[str, int | None]] = {
             path: (main.file, line) for path, line in main.lines.items()
         }
@@ -254,7 +282,7 @@ class _Config:
             return  # pydantic reports either of the wrong type
         file = os.path.join(os.path.dirname(self.file), ref)
         try:
-            parsed = _parse(file, _read(file))
+            parsed = _parse(file, _read(file, self.max_bytes))
         except (OSError, ValueError) as exc:
             message = f"cannot read {file}: {_reason(exc)}"
             self.issues.append(_Issue(("subscriptions_file",), message))
@@ -419,8 +447,12 @@ def load_traced(
 ) -> tuple[Settings, Trace]:
     """`load_settings`, and where each value came from."""
     file = os.fspath(path)
+    environ = os.environ if environ is None else environ
+    max_bytes = max_config_bytes(environ)
     try:
-        text = _read(file)
+        text = _read(file, max_bytes)
+    except _TooLarge as exc:
+        raise ConfigError([ConfigProblem(file, None, "", str(exc))]) from None
     except (OSError, ValueError) as exc:
         raise ConfigError([ConfigProblem(file, None, "", f"cannot read: {_reason(exc)}")]) from None
     main = _parse(file, text)
@@ -431,7 +463,7 @@ def load_traced(
     if not isinstance(main.data, dict):
         message = "the top level must be a mapping of settings"
         raise ConfigError([ConfigProblem(file, main.lines.get(()), "", message)])
-    config = _Config(main, os.environ if environ is None else environ)
+    config = _Config(main, environ, max_bytes)
     settings = config.load()
     return settings, Trace(config.data, config.where, config.variables, config.field)
 

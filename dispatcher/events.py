@@ -19,6 +19,9 @@ from typing import Any
 import orjson
 
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+DEFAULT_MAX_ATTRIBUTES = 64
+DEFAULT_MAX_ATTRIBUTE_BYTES = 4096
+DEFAULT_MAX_DATA_DEPTH = 64
 
 #: Extension attributes that subscriptions filter on, by the filter field that reads them.
 MATCH_ATTRIBUTES = (
@@ -47,8 +50,28 @@ _RFC3339 = re.compile(
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _MAX_TYPE_BYTES = 255  # the type is the routing key, an AMQP short string
 _ECHO_CHARS = 80
+#: a JSON body's shape: its brackets, all alike, and the quotes around strings
+_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_SHAPE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+_QUOTED = re.compile(rb'"[^"]*"')
 _KINDS = {type(None): "null", bool: "bool", str: "string", dict: "object", list: "array"}
 _JSON_KINDS = {**_KINDS, int: "number", float: "number", bool: "boolean"}
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """What one message may hold, so that no message makes the work or the memory spent on it
+    grow without bound. Each is the `broker.` setting of the same name, and the reason a message
+    over one is dead-lettered with names it. `max_attribute_bytes` bounds an attribute's name
+    and its value (UTF-8); `max_data_depth` the nesting of `data` (`{"a": [1]}` is 2 deep)."""
+
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_attributes: int = DEFAULT_MAX_ATTRIBUTES
+    max_attribute_bytes: int = DEFAULT_MAX_ATTRIBUTE_BYTES
+    max_data_depth: int = DEFAULT_MAX_DATA_DEPTH
+
+
+DEFAULT_LIMITS = EventLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,40 +116,58 @@ def decode(
     headers: Mapping[str, Any] | None = None,
     content_type: str | None = None,
     *,
-    max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    limits: EventLimits = DEFAULT_LIMITS,
 ) -> Event | InvalidEvent:
     """Decode one AMQP message (structured or binary mode) into an Event or an InvalidEvent."""
-    if len(body) > max_bytes:
-        return InvalidEvent(f"message of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
+    if len(body) > limits.max_event_bytes:
+        return InvalidEvent(
+            f"message of {len(body)} bytes exceeds the limit of {limits.max_event_bytes} bytes"
+            " (broker.max_event_bytes)"
+        )
     if not isinstance(content_type, str) or not content_type:
         content_type = None
     # The AMQP binding: an application/cloudevents* content type always means structured mode.
     if headers and not (content_type or "").lower().startswith("application/cloudevents"):
         found = _attribute_headers(headers)
         if any(name == "specversion" for _, name, _ in found):
-            return _binary(body, found, content_type)
-    return _structured(body)
+            return _binary(body, found, content_type, limits)
+    return _structured(body, limits)
 
 
-def _structured(body: bytes) -> Event | InvalidEvent:
+def _structured(body: bytes, limits: EventLimits) -> Event | InvalidEvent:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         return InvalidEvent(_why_not_json(body, error))
     if not isinstance(document, dict):
         return InvalidEvent(f"body is a JSON {_JSON_KINDS[type(document)]}, expected an object")
+    if len(document) > limits.max_attributes:  # before the names are read, one by one
+        count = len(document) - ("data" in document) - ("data_base64" in document)
+        if count > limits.max_attributes:
+            return InvalidEvent(_too_many(count, limits))
     attributes: dict[str, Any] = {}
     for name, value in document.items():
         if name in _DATA_KEYS:
             continue
-        if name not in _KNOWN_NAMES and not _NAME.fullmatch(name):
-            return InvalidEvent(f"{_show(name)} is not a valid attribute name: {_NAME_RULE}")
+        if name not in _KNOWN_NAMES:
+            # Only here: a binary-mode name is an AMQP short string, 255 bytes at most.
+            if len(name) > limits.max_attribute_bytes:
+                size = _utf8_size(name)
+                why = f"attribute name {_show(name)} is {size} bytes long"
+                return InvalidEvent(f"{why}, {_limit(limits.max_attribute_bytes)}")
+            if not _NAME.fullmatch(name):
+                return InvalidEvent(f"{_show(name)} is not a valid attribute name: {_NAME_RULE}")
         if value is not None:  # the JSON format: a null attribute is an absent one
             attributes[name] = value
+    data = document.get("data")
     reason = _check(attributes) or _check_data(document)
+    # A value's JSON is at least as long as its UTF-8: a body this short holds no long value.
+    if reason is None and len(body) > limits.max_attribute_bytes:
+        reason = _too_long(attributes, limits.max_attribute_bytes)
+    if reason is None:
+        reason = _check_depth(body, limits.max_data_depth + 1, limits.max_data_depth)
     if reason is not None:
         return InvalidEvent(reason)
-    data = document.get("data")
     return Event(attributes["id"], attributes["source"], attributes["type"], attributes, data, body)
 
 
@@ -168,14 +209,18 @@ def _attribute_headers(headers: Mapping[str, Any]) -> list[tuple[str, str, Any]]
 
 
 def _binary(
-    body: bytes, found: list[tuple[str, str, Any]], content_type: str | None
+    body: bytes, found: list[tuple[str, str, Any]], content_type: str | None, limits: EventLimits
 ) -> Event | InvalidEvent:
+    if len(found) > limits.max_attributes:
+        return InvalidEvent(_too_many(len(found), limits))
     attributes = _binary_attributes(found)
     if isinstance(attributes, str):
         return InvalidEvent(attributes)
     if content_type is not None:
         attributes.setdefault("datacontenttype", content_type)
-    reason = _check(attributes)
+    if len(attributes) > limits.max_attributes:  # the content type made one more
+        return InvalidEvent(_too_many(len(attributes), limits))
+    reason = _check(attributes) or _too_long(attributes, limits.max_attribute_bytes)
     if reason is not None:
         return InvalidEvent(reason)
     document, data = dict(attributes), None
@@ -186,6 +231,10 @@ def _binary(
         except orjson.JSONDecodeError as error:
             if media_type is not None:
                 return InvalidEvent(f"body is not valid JSON ({_show(media_type)}): {error}")
+        else:
+            reason = _check_depth(body, limits.max_data_depth, limits.max_data_depth)
+            if reason is not None:
+                return InvalidEvent(reason)
     if body and "data" not in document:
         try:
             data = document["data"] = body.decode("utf-8")
@@ -254,6 +303,53 @@ def _check(attributes: Mapping[str, Any]) -> str | None:
         if reason is not None:
             return reason
     return None
+
+
+def _too_long(attributes: Mapping[str, Any], max_bytes: int) -> str | None:
+    """Which string attribute is longer than `max_bytes` of UTF-8, if one is."""
+    quick = max_bytes // 4  # a string of at most this many characters fits in any encoding
+    for name, value in attributes.items():
+        if type(value) is str and len(value) > quick and (size := _utf8_size(value)) > max_bytes:
+            return f"attribute {_show(name)} is {size} bytes long, {_limit(max_bytes)}"
+    return None
+
+
+def _utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate is refused later
+
+
+def _limit(max_bytes: int) -> str:
+    return f"the limit is {max_bytes} bytes (broker.max_attribute_bytes)"
+
+
+def _too_many(count: int, limits: EventLimits) -> str:
+    limit = limits.max_attributes
+    return f"event has {count} attributes, the limit is {limit} (broker.max_attributes)"
+
+
+def _check_depth(body: bytes, levels: int, max_depth: int) -> str | None:
+    """Why a body that is valid JSON nests more than `levels` deep, or None (`max_depth` is the
+    setting, for the reason; a structured event's envelope is one level more). Read from the
+    bytes, at C speed and with no recursion: a body with no more brackets than that cannot nest
+    deeper, which is almost every event; else the strings are dropped (they may hold brackets)
+    and each round removes the innermost pairs, so a body is `levels` deep at most when it is
+    gone after `levels` rounds."""
+    if body.count(b"[") + body.count(b"{") <= levels:
+        return None
+    if b"\\" in body:  # escapes, as JSON tokenizes them: `\\` first, then `\"` is no quote
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    shape = body.translate(_BRACKETS, _NOT_SHAPE).replace(b'""', b"")
+    # Dropping `""` drops an empty string, or joins two strings into one: quotes still pair in
+    # order, so the regex drops what is left of strings that held brackets.
+    if b'"' in shape:
+        shape = _QUOTED.sub(b"", shape)
+    for _ in range(levels):
+        if not shape:
+            return None
+        shape = shape.replace(b"[]", b"")
+    if not shape:
+        return None
+    return f"data is nested more than {max_depth} levels deep (broker.max_data_depth)"
 
 
 def _check_optional(name: str, value: Any) -> str | None:

@@ -63,6 +63,11 @@ class EventObserver(Protocol):
 
     def event_unmatched(self) -> None: ...
 
+    def fanout_exceeded(self, dead_letters: int) -> None:
+        """An event matched more than `delivery.max_fanout` subscriptions; `dead_letters`
+        deliveries were dead-lettered instead of made."""
+        ...
+
 
 class _Nothing:
     def inc(self, amount: float = 1) -> None:
@@ -108,4 +113,7 @@ class NullObserver:
         return None
 
     def event_unmatched(self) -> None:
+        return None
+
+    def fanout_exceeded(self, dead_letters: int) -> None:
         return None

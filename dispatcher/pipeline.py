@@ -17,10 +17,11 @@ import structlog
 
 from dispatcher.channels.base import Delivery, delivery_id
 from dispatcher.delivery.deliverer import Deliverer
-from dispatcher.delivery.outcome import Delivered, Outcome, RetryLater
-from dispatcher.events import Event, InvalidEvent, decode
+from dispatcher.delivery.outcome import DeadLetter, Delivered, Outcome, RetryLater
+from dispatcher.events import DEFAULT_LIMITS, Event, EventLimits, InvalidEvent, decode
 from dispatcher.observe import EventObserver, NullObserver
 from dispatcher.subscriptions.matcher import Matcher
+from dispatcher.subscriptions.models import Subscription
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +76,7 @@ class Stats:
     unmatched: int = 0
     delivered: int = 0
     dead_lettered: int = 0
+    fanout_exceeded: int = 0  # events that matched more than `max_fanout` subscriptions
     retried: int = 0
 
 
@@ -86,20 +88,24 @@ class Pipeline:
         matcher: Matcher,
         deliverer: Deliverer,
         *,
-        max_event_bytes: int,
+        max_fanout: int,
+        limits: EventLimits = DEFAULT_LIMITS,
         metrics: EventObserver | None = None,
     ) -> None:
+        """`max_fanout`: the most subscriptions one event is delivered to; one that matches
+        more is delivered to the first `max_fanout` (in the matcher's order, the
+        subscriptions' own) and dead-lettered as `fanout_exceeded` for each of the rest, so a
+        person can see it and replay those, and no event holds unbounded work in memory."""
         self.matcher = matcher  # replaced whole on reload; a running match keeps the old one
         self._deliverer = deliverer
-        self._max_event_bytes = max_event_bytes
+        self._limits = limits
+        self._max_fanout = max_fanout
         self._metrics = NullObserver() if metrics is None else metrics
         self.stats = Stats()
 
     async def handle(self, message: Incoming) -> Verdict:
         self.stats.consumed += 1
-        decoded = decode(
-            message.body, message.headers, message.content_type, max_bytes=self._max_event_bytes
-        )
+        decoded = decode(message.body, message.headers, message.content_type, limits=self._limits)
         if isinstance(decoded, InvalidEvent):
             self.stats.invalid += 1
             self._metrics.event_invalid()
@@ -119,13 +125,38 @@ class Pipeline:
             self._metrics.event_unmatched()
             log.debug("no subscription matched", event_id=event.id, type=event.type)
             return Handled(())
-        deliveries = [Delivery.of(event, sub) for sub in subscriptions]
+        deliveries = [Delivery.of(event, sub) for sub in subscriptions[: self._max_fanout]]
         if len(deliveries) == 1:
             outcomes: list[Outcome] = [await self._deliverer.deliver(deliveries[0])]
         else:
             outcomes = list(await asyncio.gather(*map(self._deliverer.deliver, deliveries)))
         self._count(outcomes)
-        return Handled(tuple(zip(deliveries, outcomes, strict=True)))
+        results = tuple(zip(deliveries, outcomes, strict=True))
+        if len(subscriptions) > self._max_fanout:
+            results += self._over_fanout(event, subscriptions)
+        return Handled(results)
+
+    def _over_fanout(
+        self, event: Event, subscriptions: list[Subscription]
+    ) -> tuple[tuple[Delivery, Outcome], ...]:
+        """A `fanout_exceeded` dead letter for each subscription past `max_fanout`."""
+        rest = subscriptions[self._max_fanout :]
+        why = (
+            f"the event matched {len(subscriptions)} subscriptions and delivery.max_fanout is "
+            f"{self._max_fanout}: not delivered to this one; replay the dead letter to deliver it"
+        )
+        log.warning(
+            "event matched more subscriptions than delivery.max_fanout; the rest dead-lettered",
+            event_id=event.id,
+            type=event.type,
+            matched=len(subscriptions),
+            max_fanout=self._max_fanout,
+        )
+        self.stats.fanout_exceeded += 1
+        self.stats.dead_lettered += len(rest)
+        self._metrics.fanout_exceeded(len(rest))
+        dead = DeadLetter(why, attempts=0, code="fanout_exceeded")
+        return tuple((Delivery.of(event, sub), dead) for sub in rest)
 
     async def resume(self, message: Incoming, resume: Resume | str) -> Verdict:
         """One delivery from the deliveries queue: its event, to its subscription only."""
@@ -133,7 +164,7 @@ class Pipeline:
         if isinstance(resume, str):
             log.warning("invalid delivery dead-lettered", reason=resume)
             return Rejected(resume)
-        decoded = decode(message.body, None, CLOUDEVENTS_JSON, max_bytes=self._max_event_bytes)
+        decoded = decode(message.body, None, CLOUDEVENTS_JSON, limits=self._limits)
         if isinstance(decoded, InvalidEvent):
             log.warning("invalid delivery dead-lettered", reason=decoded.reason)
             return Rejected(decoded.reason)

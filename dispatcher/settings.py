@@ -20,15 +20,23 @@ from pydantic import (
     model_validator,
 )
 
+from dispatcher.channels.base import DEFAULT_MAX_MESSAGE_BYTES
 from dispatcher.delivery.breaker import BreakerSettings
 from dispatcher.delivery.schedule import DEFAULT_RETRY_DELAYS, Schedule
 from dispatcher.durations import parse_duration
-from dispatcher.events import DEFAULT_MAX_EVENT_BYTES
+from dispatcher.events import (
+    DEFAULT_MAX_ATTRIBUTE_BYTES,
+    DEFAULT_MAX_ATTRIBUTES,
+    DEFAULT_MAX_DATA_DEPTH,
+    DEFAULT_MAX_EVENT_BYTES,
+    EventLimits,
+)
 from dispatcher.netguard import NetworkGuard
 from dispatcher.rates import Rate
 from dispatcher.redaction import CONNECTION, SECRET, HidesSecrets, check_plain_authority
 from dispatcher.redaction import redact_url as redact_url  # re-exported: its old home
 from dispatcher.redaction import url_secrets as url_secrets  # re-exported: its old home
+from dispatcher.subscriptions.editing import MAX_PAGE
 from dispatcher.subscriptions.models import (
     Subscription,
     check_delays,
@@ -38,6 +46,9 @@ from dispatcher.subscriptions.models import (
 )
 
 _AMQP_NAME = r"^[A-Za-z0-9_.:\-]{1,255}$"
+#: the API's limits by default: `admin.max_body_bytes`, `admin.max_page_size`
+API_MAX_BODY_BYTES = 64 * 1024
+API_MAX_PAGE = 200
 
 
 class _Section(HidesSecrets):
@@ -80,6 +91,12 @@ class BrokerSettings(_Section):
     #: redeliveries of one event before the broker parks it (a message that crashes the daemon)
     delivery_limit: int = Field(default=10, ge=1, le=1000)
     max_event_bytes: int = Field(default=DEFAULT_MAX_EVENT_BYTES, ge=1024, le=128 * 1024 * 1024)
+    #: context attributes one event may have (a message with more is dead-lettered)
+    max_attributes: int = Field(default=DEFAULT_MAX_ATTRIBUTES, ge=8, le=10_000)
+    #: the UTF-8 length of one attribute's name or value
+    max_attribute_bytes: int = Field(default=DEFAULT_MAX_ATTRIBUTE_BYTES, ge=256, le=1024 * 1024)
+    #: how deep `data` may nest; at most 200: orjson writes no more than 254 levels
+    max_data_depth: int = Field(default=DEFAULT_MAX_DATA_DEPTH, ge=1, le=200)
     connection_name: str = "dispatcher"
     connect_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_s: int = Field(default=30, ge=0, le=600)
@@ -125,6 +142,15 @@ class BrokerSettings(_Section):
     def all_urls(self) -> list[str]:
         """Every node to try, in order (one unless `url` was a list)."""
         return [u.get_secret_value() for u in self.urls] or [self.url.get_secret_value()]
+
+    @property
+    def event_limits(self) -> EventLimits:
+        return EventLimits(
+            max_event_bytes=self.max_event_bytes,
+            max_attributes=self.max_attributes,
+            max_attribute_bytes=self.max_attribute_bytes,
+            max_data_depth=self.max_data_depth,
+        )
 
     @property
     def dead_exchange(self) -> str:
@@ -208,6 +234,12 @@ class DeliverySettings(_Section):
     slow_target_max_in_flight: int = Field(default=10, ge=1, le=10_000)
     #: a target failing without a break this long is disabled (its deliveries dead-lettered)
     disable_after: str = "5d"
+    #: subscriptions one event is delivered to; it reaches the first this many (in the
+    #: subscriptions' order) and each further one is dead-lettered as `fanout_exceeded`
+    max_fanout: int = Field(default=100, ge=1, le=100_000)
+    #: a rendered message (Slack text and blocks, an email's parts, a webhook body) larger
+    #: than this is a permanent failure rather than a post that a target refuses or chokes on
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, ge=1024, le=128 * 1024 * 1024)
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
     #: webhook, Slack incoming-webhook and `slack.api_url` hosts must resolve to public
     #: addresses; these networks (CIDRs) are allowed too, e.g. an internal 10.20.0.0/16
@@ -313,6 +345,10 @@ class AdminSettings(_Section):
     listen: str | None = "127.0.0.1:9464"
     #: turns the subscriptions API (`/api/v1`) on: `Authorization: Bearer <token>`
     token: Annotated[SecretStr | None, SECRET] = None
+    #: an API request body larger than this is refused with 413
+    max_body_bytes: int = Field(default=API_MAX_BODY_BYTES, ge=1024, le=16 * 1024 * 1024)
+    #: the most subscriptions one page of `GET /api/v1/subscriptions` holds (`?limit=`)
+    max_page_size: int = Field(default=API_MAX_PAGE, ge=1, le=MAX_PAGE)
     _check = field_validator("listen")(_listen)
 
     @field_validator("token")

@@ -307,6 +307,8 @@ def _read_items(args: argparse.Namespace, path: str, raw: bytes) -> _Given | int
         where = f"{path}:{mark.line + 1}" if mark is not None else path
         problem = getattr(exc, "problem", None) or "not valid YAML"
         return emit_error(args, "usage", EXIT_USAGE, f"{where}: {problem}")
+    except RecursionError:  # PyYAML composes nested nodes recursively: `[[[[...]]]]`
+        return emit_error(args, "usage", EXIT_USAGE, f"{path}: nested too deep")
     single = isinstance(data, dict) and "subscriptions" not in data
     if isinstance(data, dict) and list(data) == ["subscriptions"]:
         data = data["subscriptions"]

@@ -264,6 +264,16 @@ def as_event(body: dict[str, Any]) -> Event:
     return decoded
 
 
+def json_depth(value: Any) -> int:
+    """How deep a JSON value nests: 0 for a scalar, 1 for `[]` or `{"a": 1}` (recursive: for
+    the shallow values tests make)."""
+    if isinstance(value, dict):
+        return 1 + max(map(json_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(json_depth, value), default=0)
+    return 0
+
+
 async def settled(app: App, count: int) -> None:
     """Wait until `count` events went through the pipeline and none is in flight."""
     await wait_until(

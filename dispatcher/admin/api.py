@@ -38,8 +38,9 @@ from pydantic import ValidationError
 
 from dispatcher.channels.base import SendFailed, SendResult
 from dispatcher.errors import DispatcherError
-from dispatcher.events import InvalidEvent, decode
+from dispatcher.events import DEFAULT_LIMITS, EventLimits, InvalidEvent, decode
 from dispatcher.netguard import NetworkGuard
+from dispatcher.settings import API_MAX_BODY_BYTES, API_MAX_PAGE
 from dispatcher.subscriptions.bodies import join_secrets, split_secrets
 from dispatcher.subscriptions.explain import explain
 from dispatcher.subscriptions.models import Subscription, Target
@@ -47,10 +48,6 @@ from dispatcher.subscriptions.store import FileSubscription
 
 log = structlog.get_logger(__name__)
 
-#: request bodies larger than this are refused with 413
-MAX_BODY_BYTES = 64 * 1024
-#: a page holds at most this many subscriptions
-MAX_PAGE = 200
 #: Slack's incoming-webhook hosts: a `slack_webhook` target elsewhere is refused (as Scalingo)
 SLACK_WEBHOOK_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
 MASK = "****"
@@ -161,20 +158,25 @@ class Api:
         *,
         token: str,
         tester: Tester,
-        max_event_bytes: int,
+        limits: EventLimits = DEFAULT_LIMITS,
+        max_body_bytes: int = API_MAX_BODY_BYTES,
+        max_page: int = API_MAX_PAGE,
         target_types: frozenset[str] = TARGET_TYPES,
         guard: NetworkGuard | None = None,
     ) -> None:
         """`target_types`: the kinds of target this deployment can deliver to (email needs the
         config's `smtp:`); a subscription to another is refused, or the daemons would refuse the
-        whole set on their next reload. `guard`: where targets may connect (default: public
-        addresses only)."""
+        whole set on their next reload. `limits` are the broker's: `match` decodes an event as
+        the consumer would. `guard`: where targets may connect (default: public addresses
+        only)."""
         self._guard = guard or NetworkGuard()
         self._store = store
         self._target_types = target_types
         self._token = hashlib.sha256(token.encode()).digest()  # equal lengths: no length leak
         self._tester = tester
-        self._max_event_bytes = max_event_bytes
+        self._limits = limits
+        self._max_body_bytes = max_body_bytes
+        self._max_page = max_page
         self._editable = hasattr(store, "create")
 
     @web.middleware
@@ -193,10 +195,12 @@ class Api:
         try:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            limit = self._max_body_bytes
+            why = f"the body is larger than {limit} bytes (admin.max_body_bytes)"
+            return _error(413, "too_large", why)
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self.auth])
+        app = web.Application(middlewares=[self.auth])  # bodies: `_body`
         app.router.add_post("/subscriptions", self.create)
         app.router.add_get("/subscriptions", self.list)
         app.router.add_get("/subscriptions/{id}", self.get)
@@ -246,8 +250,9 @@ class Api:
             limit = int(query.get("limit", "50"))
         except ValueError:
             return _error(422, "invalid", "limit must be a number", field="limit")
-        if not 1 <= limit <= MAX_PAGE:
-            return _error(422, "invalid", f"limit must be 1 to {MAX_PAGE}", field="limit")
+        if not 1 <= limit <= self._max_page:
+            why = f"limit must be 1 to {self._max_page} (admin.max_page_size)"
+            return _error(422, "invalid", why, field="limit")
         enabled: bool | None = None
         if "enabled" in query:
             if query["enabled"] not in ("true", "false"):
@@ -339,8 +344,8 @@ class Api:
         return web.json_response(body, dumps=_dumps)
 
     async def match(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        event = decode(raw, max_bytes=self._max_event_bytes)
+        raw = await self._body(request)
+        event = decode(raw, limits=self._limits)
         if isinstance(event, InvalidEvent):
             return _error(422, "invalid_event", event.reason)
         explanations = explain(await self._store.load(), event)
@@ -355,8 +360,23 @@ class Api:
 
     # --- helpers
 
+    async def _body(self, request: web.Request) -> bytes:
+        """The request body; 413 (through `auth`) past `admin.max_body_bytes`. Read here, not
+        with `request.read()`: that applies the root application's `client_max_size`, never
+        this mounted one's."""
+        limit = self._max_body_bytes
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            raise web.HTTPRequestEntityTooLarge(limit, declared)
+        body = bytearray()
+        while chunk := await request.content.readany():
+            body += chunk
+            if len(body) > limit:
+                raise web.HTTPRequestEntityTooLarge(limit, len(body))
+        return bytes(body)
+
     async def _json(self, request: web.Request) -> Any:
-        raw = await request.read()
+        raw = await self._body(request)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

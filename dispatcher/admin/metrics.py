@@ -51,6 +51,7 @@ DEAD_LETTER_REASONS = (
     "target_disabled",
     "subscription_gone",
     "no_channel",
+    "fanout_exceeded",
 )
 #: attempt latency: a local webhook answers in milliseconds, a target may time out at 10-30 s
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, float("inf"))
@@ -195,6 +196,9 @@ class Metrics:
         self._consumed_invalid.inc()
         self._invalid.inc()
         self.dead_letters["invalid_event"].inc()
+
+    def fanout_exceeded(self, dead_letters: int) -> None:
+        self.dead_letters["fanout_exceeded"].inc(dead_letters)
 
     def parked(self, target_type: str, why: str) -> None:
         """A delivery went to a retry tier without a try (the config bounds both labels)."""

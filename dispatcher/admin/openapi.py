@@ -8,7 +8,7 @@ import copy
 from typing import Any
 
 from dispatcher import __version__
-from dispatcher.admin.api import MAX_PAGE
+from dispatcher.settings import API_MAX_PAGE
 from dispatcher.subscriptions.models import Subscription
 
 _REF = "#/components/schemas/{model}"
@@ -113,7 +113,7 @@ def document() -> dict[str, Any]:
                         _query("enabled", {"type": "string", "enum": ["true", "false"]}),
                         _query("label", {"type": "string", "pattern": "^[^=]+=.*$"}),
                         _query("owner", {"type": "string"}),
-                        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": API_MAX_PAGE}),
                         _query("cursor", {"type": "string"}),
                     ],
                     "responses": {"200": _ok("a page", "Page"), **errors},

@@ -34,6 +34,7 @@ RETRIES_EXHAUSTED = "retries_exhausted"
 EXPIRED = "expired"
 TARGET_DISABLED = "target_disabled"
 SUBSCRIPTION_GONE = "subscription_gone"  # its subscription was removed or disabled meanwhile
+FANOUT_EXCEEDED = "fanout_exceeded"  # its event matched more than delivery.max_fanout
 REASONS = (
     INVALID_EVENT,
     PERMANENT_FAILURE,
@@ -41,6 +42,7 @@ REASONS = (
     EXPIRED,
     TARGET_DISABLED,
     SUBSCRIPTION_GONE,
+    FANOUT_EXCEEDED,
 )
 
 #: every header above: what a replay or a retry rewrites, and what is not the producer's

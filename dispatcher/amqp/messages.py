@@ -26,6 +26,9 @@ from dispatcher.pipeline import Handled, Incoming, Rejected, Resume, Verdict
 from dispatcher.settings import BrokerSettings
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
+#: the longest last error a header carries: reasons are short, but a header has no bound but
+#: the broker's frame size, and a message that cannot be published is never acked
+MAX_ERROR_CHARS = 1000
 
 
 class Route(enum.Enum):
@@ -77,6 +80,10 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "\u2026"
+
+
 def read_resume(headers: Mapping[str, Any]) -> Resume | str:
     """The delivery a message of the deliveries queue carries on, or why it carries none."""
     subscription = _text(headers.get(h.SUBSCRIPTION))
@@ -118,7 +125,7 @@ class Messages:
         headers = dict(incoming.headers)
         if verdict.code == h.INVALID_EVENT and headers.get(h.KIND) != h.KIND_DELIVERY:
             headers[h.KIND] = h.KIND_INVALID
-        headers.update({h.REASON: verdict.code, h.LAST_ERROR: verdict.reason})
+        headers.update({h.REASON: verdict.code, h.LAST_ERROR: _bounded(verdict.reason)})
         headers[h.FAILED_AT] = rfc3339()
         return Outgoing(
             Route.DEAD_LETTER,
@@ -175,5 +182,5 @@ class Messages:
             h.DELIVERY_ID: delivery.id,
             h.EVENT_ID: delivery.event.id,
             h.ATTEMPTS: attempts,
-            h.LAST_ERROR: last_error,
+            h.LAST_ERROR: _bounded(last_error),
         }

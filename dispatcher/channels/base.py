@@ -85,6 +85,22 @@ class SendFailed:
 SendResult = SendOk | SendFailed
 
 
+#: `delivery.max_message_bytes`: the largest message a channel sends
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+def too_large(where: str, size: int, max_bytes: int) -> SendFailed:
+    """A message over `delivery.max_message_bytes`: permanent, since the same event and
+    subscription render it the same way every time."""
+    reason = f"{where}: the message is {size} bytes, more than delivery.max_message_bytes"
+    return SendFailed(f"{reason} ({max_bytes})", retryable=False)
+
+
+def text_bytes(*texts: str) -> int:
+    """The UTF-8 size of texts (a lone surrogate counts as its 3 bytes)."""
+    return sum(len(text.encode("utf-8", "surrogatepass")) for text in texts)
+
+
 def target_key(kind: str, secret: str) -> str:
     """A target's key built from what names it (a URL, a token and channel), hashed so that the
     key, which metrics and logs may see, holds no secret."""

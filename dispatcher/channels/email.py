@@ -35,7 +35,16 @@ from aiosmtplib import (
     SMTPServerDisconnected,
 )
 
-from dispatcher.channels.base import Delivery, SendFailed, SendOk, SendResult, error_text
+from dispatcher.channels.base import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    Delivery,
+    SendFailed,
+    SendOk,
+    SendResult,
+    error_text,
+    text_bytes,
+    too_large,
+)
 from dispatcher.rates import Rate
 from dispatcher.redaction import Redactor, secrets_of
 from dispatcher.render import EmailMessage
@@ -176,8 +185,10 @@ class EmailChannel:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         idle_check_s: float = IDLE_CHECK_S,
         rate: Rate | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._settings = settings
+        self._max_message_bytes = max_message_bytes
         self._rate = rate
         self._render = render
         self._tls_context = tls_context
@@ -205,7 +216,12 @@ class EmailChannel:
         if not isinstance(target, EmailTarget):
             raise TypeError(f"EmailChannel cannot send to a {target.type!r} target")
         try:
-            message = build_message(delivery, self._render(delivery), self._settings, self._clock())
+            rendered = self._render(delivery)
+            size = text_bytes(rendered.subject, rendered.text, rendered.html)
+            if size > self._max_message_bytes:
+                where = f"not sending through {self._server}"
+                return too_large(where, size, self._max_message_bytes)
+            message = build_message(delivery, rendered, self._settings, self._clock())
         except Exception as exc:  # noqa: BLE001 - a template or renderer bug must not stop the consumer
             why = one_line(f"{type(exc).__name__}: {exc}", _REPLY_CHARS)
             return SendFailed(f"cannot build the email: {why}", False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 import re
@@ -31,12 +32,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from dispatcher.channels.base import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     Delivery,
     SendFailed,
     SendOk,
     SendResult,
     error_text,
     target_key,
+    too_large,
 )
 from dispatcher.channels.guarded_session import AnswerTooLarge, RedirectRefused, guarded_session
 from dispatcher.channels.webhook import origin, parse_retry_after
@@ -139,12 +142,14 @@ class _SlackChannelBase(Generic[_Client]):
         guard: NetworkGuard | None = None,
         clock: Callable[[], float] = time.time,
         rate: Rate | None = SLACK_RATE,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         if session is not None and guard is not None:
             raise ValueError("a session passed in brings its own guard; pass one or the other")
         self._guard = guard or NetworkGuard()
         self._render = render
         self._rate = rate
+        self._max_message_bytes = max_message_bytes
         self._session = session
         self._owns_session = session is None
         self._clock = clock
@@ -176,9 +181,14 @@ class _SlackChannelBase(Generic[_Client]):
 
     def _message(self, delivery: Delivery, where: str) -> SlackMessage | SendFailed:
         try:
-            return self._render(delivery)
+            message = self._render(delivery)
         except Exception as exc:  # noqa: BLE001 - a template that fails fails every time: report it
             return SendFailed(f"{where}: cannot render the message ({type(exc).__name__})", False)
+        # As the SDK encodes it (json, ASCII); posts are paced per channel, so this is cheap.
+        size = len(json.dumps([message.text, message.blocks]))
+        if size > self._max_message_bytes:
+            return too_large(where, size, self._max_message_bytes)
+        return message
 
     async def close(self) -> None:
         self._closed = True
@@ -209,8 +219,16 @@ class SlackChannel(_SlackChannelBase[AsyncWebClient]):
         guard: NetworkGuard | None = None,
         clock: Callable[[], float] = time.time,
         rate: Rate | None = SLACK_RATE,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        super().__init__(render, session=session, guard=guard, clock=clock, rate=rate)
+        super().__init__(
+            render,
+            session=session,
+            guard=guard,
+            clock=clock,
+            rate=rate,
+            max_message_bytes=max_message_bytes,
+        )
         self._api_url = settings.api_url
         self._at = origin(settings.api_url)
 

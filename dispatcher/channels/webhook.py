@@ -31,12 +31,14 @@ from yarl import URL
 
 from dispatcher import __version__
 from dispatcher.channels.base import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     Delivery,
     SendFailed,
     SendOk,
     SendResult,
     error_text,
     target_key,
+    too_large,
 )
 from dispatcher.channels.http1 import ProtocolError, check_header, request_head
 from dispatcher.channels.httpclient import ClientClosed, Disconnected, HttpClient, Origin
@@ -208,10 +210,12 @@ class WebhookChannel:
         guard: NetworkGuard | None = None,
         clock: Callable[[], float] = time.time,
         user_agent: str = f"dispatcher/{__version__}",
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         if client is not None and guard is not None:
             raise ValueError("pass the guard to the HttpClient, which does the connecting")
         self._client = client or HttpClient(guard=guard)
+        self._max_message_bytes = max_message_bytes
         self._owns_client = client is None
         self._clock = clock
         self._user_agent = user_agent
@@ -245,6 +249,8 @@ class WebhookChannel:
             reason = f"cannot post to {p.origin}: invalid request (ValueError)"
             return SendFailed(reason + "; check the target's url and headers", False)
         body = delivery.event.body
+        if len(body) > self._max_message_bytes:  # an event may be larger (max_event_bytes)
+            return too_large(f"not posting to {p.origin}", len(body), self._max_message_bytes)
         timestamp = int(self._clock())
         fields = [p.head, b"webhook-id: ", delivery.id.encode("ascii")]
         fields += [b"\r\nwebhook-timestamp: ", b"%d" % timestamp, b"\r\n"]

@@ -58,7 +58,9 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(self, data: bytes) -> Answer:
         assert self.transport is not None
-        self._parser = ResponseParser(self._max_body)
+        if self.closed:  # closed while it was handed over: say so rather than wait in vain
+            raise Disconnected(answered_nothing=True)
+        self._parser.reset()
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return await self._waiter

@@ -58,8 +58,6 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(self, data: bytes) -> Answer:
         assert self.transport is not None
-        if self.closed:  # closed while it was handed over: say so rather than wait in vain
-            raise Disconnected(answered_nothing=True)
         self._parser.reset()
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)

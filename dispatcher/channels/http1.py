@@ -11,7 +11,7 @@ keep-alive connections.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import httptools
 
@@ -87,8 +87,6 @@ class ResponseParser:
             return None  # bytes after the answer: the caller closes the connection
         try:
             self._llhttp.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            raise ProtocolError("unexpected 101 Switching Protocols") from None
         except httptools.HttpParserError as exc:
             if self._answer is None:
                 raise ProtocolError(self._refused or str(exc)) from None
@@ -115,7 +113,7 @@ class ResponseParser:
     def _make(self, *, reusable: bool) -> Answer:
         return Answer(self._status, self._headers, bytes(self._body), reusable)
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str) -> NoReturn:
         self._refused = reason
         raise _Stop
 
@@ -126,7 +124,7 @@ class ResponseParser:
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._head_done:
             return  # a trailer after a chunked body: not merged into the head (RFC 9110 6.5)
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip(" \t")
 
     def on_headers_complete(self) -> None:
         if self._llhttp.get_http_version() not in _VERSIONS:

@@ -21,6 +21,10 @@ LIMIT = 16
 
 ANSWERS: list[tuple[bytes, Answer]] = [
     (b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n", Answer(204, {"server": "x"}, b"", True)),
+    (  # 304 has no body, whatever its Content-Length says
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+        Answer(304, {"content-length": "5"}, b"", True),
+    ),
     (
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         Answer(200, {"content-length": "2"}, b"ok", True),

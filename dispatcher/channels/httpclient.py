@@ -65,7 +65,7 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(self, data: bytes) -> Answer:
         assert self.transport is not None
-        self._parser = ResponseParser(self._max_body)
+        self._parser.reset()
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(data)
         return await self._waiter

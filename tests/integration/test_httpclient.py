@@ -1,9 +1,11 @@
 """The webhook HTTP client against real servers on loopback: chunked answers, connections the
-server closed while kept alive, the per-origin bound, TLS, and headers that would inject others."""
+server closed while kept alive, the per-origin bound, TLS, headers that would inject others, and
+answers with ambiguous framing, after which no request may share their connection."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -13,10 +15,12 @@ import trustme
 from aiohttp import web
 
 from dispatcher.channels.base import Delivery, SendFailed, SendOk
+from dispatcher.channels.http1 import ProtocolError
 from dispatcher.channels.httpclient import HttpClient, Origin
 from dispatcher.channels.webhook import WebhookChannel
 from dispatcher.events import new_event
 from dispatcher.subscriptions.models import Subscription
+from tests.framing import OVERLONG, REFUSED
 from tests.support import LOOPBACK, as_event
 
 pytestmark = pytest.mark.integration
@@ -215,3 +219,107 @@ async def test_a_header_that_would_inject_another_is_never_sent() -> None:
     assert not result.retryable
     assert "invalid request" in result.reason
     assert received == []
+
+
+class FirstAnswerServer:
+    """A raw TCP server on loopback: its first request gets `first` (any bytes at all), every
+    other one an answer that echoes the request's body. It counts connections and requests."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+        self.requests: list[tuple[int, bytes]] = []  # (connection number, body)
+        self.connections = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> FirstAnswerServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        connection = self.connections
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                self.requests.append((connection, body))
+                if len(self.requests) == 1:
+                    writer.write(self.first)
+                else:
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client closed the connection
+        finally:
+            writer.close()
+
+
+def post(body: bytes) -> bytes:
+    return b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+@pytest.mark.parametrize("wire", [*REFUSED.values(), *OVERLONG.values()], ids=[*REFUSED, *OVERLONG])
+async def test_after_an_ambiguously_framed_answer_the_next_request_gets_its_own(
+    wire: bytes,
+) -> None:
+    """Refused, or read and not reused when bytes follow it: either way the next request goes
+    out on a new connection, and what it reads is its own answer."""
+    client = HttpClient(limit_per_origin=1, guard=LOOPBACK)
+    first = None
+    try:
+        async with FirstAnswerServer(wire) as server, asyncio.timeout(10):
+            origin = Origin("http", "127.0.0.1", server.port)
+            with contextlib.suppress(ProtocolError):
+                first = await client.request(origin, post(b"first"), 1024)
+            second = await client.request(origin, post(b"second"), 1024)
+    finally:
+        await client.close()
+    if wire in OVERLONG.values():
+        assert first is not None
+        assert (first.status, first.body, first.reusable) == (200, b"ok", False)
+    else:
+        assert first is None  # refused
+    assert (second.status, second.body) == (200, b"second")
+    assert server.requests == [(1, b"first"), (2, b"second")]
+
+
+async def test_the_connection_is_kept_after_a_well_framed_answer() -> None:
+    """The counterpart of the two above: the same server, a plain first answer, one connection."""
+    client = HttpClient(limit_per_origin=1, guard=LOOPBACK)
+    try:
+        async with FirstAnswerServer(b"HTTP/1.1 204 No Content\r\n\r\n") as server:
+            origin = Origin("http", "127.0.0.1", server.port)
+            async with asyncio.timeout(10):
+                first = await client.request(origin, post(b"first"), 1024)
+                second = await client.request(origin, post(b"second"), 1024)
+    finally:
+        await client.close()
+    assert (first.status, first.reusable, second.body) == (204, True, b"second")
+    assert server.requests == [(1, b"first"), (1, b"second")]
+
+
+async def test_a_webhook_answered_ambiguously_fails_retryably_and_the_next_one_is_read() -> None:
+    wire = REFUSED["Content-Length and Transfer-Encoding"]
+    webhooks = WebhookChannel(guard=LOOPBACK)
+    try:
+        async with FirstAnswerServer(wire) as server, asyncio.timeout(10):
+            url = f"http://127.0.0.1:{server.port}/hook"
+            first = await webhooks.send(delivery(url))
+            second = await webhooks.send(delivery(url))
+    finally:
+        await webhooks.close()
+    assert first == SendFailed(
+        f"posting to http://127.0.0.1:{server.port} failed: invalid HTTP answer: "
+        "Transfer-Encoding can't be present with Content-Length",
+        True,
+    )
+    assert isinstance(second, SendOk)
+    assert [connection for connection, _ in server.requests] == [1, 2]

@@ -8,17 +8,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dispatcher.channels.http1 import (
+    MAX_HEAD_BYTES,
     Answer,
     ProtocolError,
     ResponseParser,
     check_header,
     request_head,
 )
+from tests.framing import OVERLONG, REFUSED
 
 LIMIT = 16
 
 ANSWERS: list[tuple[bytes, Answer]] = [
     (b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n", Answer(204, {"server": "x"}, b"", True)),
+    (  # 304 has no body, whatever its Content-Length says
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+        Answer(304, {"content-length": "5"}, b"", True),
+    ),
     (
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
         Answer(200, {"content-length": "2"}, b"ok", True),
@@ -48,9 +54,17 @@ ANSWERS: list[tuple[bytes, Answer]] = [
         b"HTTP/1.1 500 E\r\nContent-Length: 40\r\n\r\n" + b"y" * 40,
         Answer(500, {"content-length": "40"}, b"y" * LIMIT, False),
     ),
-    (  # folded header lines (obsolete) are joined
-        b"HTTP/1.1 503 Busy\r\nRetry-After: \r\n  120\r\nContent-Length: 0\r\n\r\n",
-        Answer(503, {"retry-after": "120", "content-length": "0"}, b"", True),
+    (  # a 1xx answer's headers are not the answer's
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+        Answer(204, {}, b"", True),
+    ),
+    (  # HTTP/1.0 keeps the connection when the server offers it
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx",
+        Answer(200, {"connection": "keep-alive", "content-length": "1"}, b"x", True),
+    ),
+    (  # an encoded body is kept as sent: nothing is decompressed
+        b"HTTP/1.1 500 E\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\n\x1f\x8b\x08\x00",
+        Answer(500, {"content-encoding": "gzip", "content-length": "4"}, b"\x1f\x8b\x08\x00", True),
     ),
 ]
 
@@ -93,6 +107,115 @@ def test_extra_bytes_after_the_answer_make_it_not_reusable() -> None:
     assert not answer.reusable
 
 
+@pytest.mark.parametrize("wire", OVERLONG.values(), ids=OVERLONG.keys())
+def test_an_answer_followed_by_more_bytes_is_read_but_not_reusable(wire: bytes) -> None:
+    answer = ResponseParser(LIMIT).feed(wire)
+    assert answer is not None
+    assert (answer.status, answer.body, answer.reusable) == (200, b"ok", False)
+
+
+@pytest.mark.parametrize("wire", REFUSED.values(), ids=REFUSED.keys())
+def test_ambiguous_framing_is_refused(wire: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        ResponseParser(LIMIT).feed(wire)
+
+
+@given(st.sampled_from(sorted(REFUSED.values())), st.lists(st.integers(min_value=1), max_size=6))
+def test_ambiguous_framing_is_refused_in_any_pieces(wire: bytes, cuts: list[int]) -> None:
+    points = sorted({c % len(wire) for c in cuts} - {0})
+    pieces = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    with pytest.raises(ProtocolError):  # and no answer before it
+        feed_in(pieces)
+
+
+@given(st.sampled_from(ANSWERS), st.integers(min_value=0), st.integers(0, 8), st.binary(max_size=8))
+def test_any_bytes_are_an_answer_or_a_protocol_error(
+    case: tuple[bytes, Answer], at: int, cut: int, insert: bytes
+) -> None:
+    """An answer with a few bytes replaced anywhere: read, refused with ProtocolError, or still
+    incomplete; never another exception."""
+    wire, _ = case
+    at %= len(wire)
+    mutated = wire[:at] + insert + wire[at + cut :]
+    parser = ResponseParser(LIMIT)
+    try:
+        if parser.feed(mutated) is None:
+            parser.eof()
+    except ProtocolError:
+        pass
+
+
+def test_a_body_beyond_the_limit_is_not_waited_for() -> None:
+    parser = ResponseParser(LIMIT)
+    answer = parser.feed(b"HTTP/1.1 500 E\r\nContent-Length: 1000000\r\n\r\n" + b"y" * LIMIT)
+    assert answer == Answer(500, {"content-length": "1000000"}, b"y" * LIMIT, False)
+
+
+def test_headers_too_large_in_many_pieces_are_refused() -> None:
+    pads = [b"X-Pad: " + b"p" * 991 + b"\r\n"] * (MAX_HEAD_BYTES // 1000 + 1)
+    with pytest.raises(ProtocolError, match="too large"):
+        feed_in([b"HTTP/1.1 200 OK\r\n", *pads])
+
+
+def test_one_parser_reads_answer_after_answer_on_a_kept_connection() -> None:
+    """What a pooled connection does: `reset` between answers. Empty lines between answers carry
+    nothing and are skipped (RFC 9112 2.2), as llhttp does."""
+    parser = ResponseParser(LIMIT)
+    first = parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+    parser.reset()
+    second = parser.feed(b"\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nb")
+    assert first == Answer(200, {"content-length": "1"}, b"a", True)
+    assert second == Answer(201, {"content-length": "1"}, b"b", True)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" + b"y" * 40,  # cut short
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP",  # bytes after it
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na",
+    ],
+)
+def test_after_an_answer_that_was_not_reusable_reset_starts_afresh(first: bytes) -> None:
+    parser = ResponseParser(LIMIT)
+    answer = parser.feed(first)
+    assert answer is not None
+    assert not answer.reusable
+    parser.reset()
+    assert parser.feed(b"HTTP/1.1 204 No Content\r\n\r\n") == Answer(204, {}, b"", True)
+
+
+@pytest.mark.parametrize(
+    ("wire", "body"),
+    [
+        (b"HTTP/1.1 500 E\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b", b"\x1f\x8b"),
+        (b"HTTP/1.1 500 E\r\nTransfer-Encoding: chunked, gzip\r\n\r\nab", b"ab"),
+        (b"HTTP/1.1 500 E\r\nConnection: close\r\n\r\n", b""),
+    ],
+)
+def test_a_body_without_length_or_chunks_ends_with_the_connection(wire: bytes, body: bytes) -> None:
+    parser = ResponseParser(LIMIT)
+    assert parser.feed(wire) is None
+    answer = parser.eof()
+    assert (answer.status, answer.body, answer.reusable) == (500, body, False)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"",
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+    ],
+)
+def test_a_connection_closed_before_the_answer_ended_is_an_error(wire: bytes) -> None:
+    parser = ResponseParser(LIMIT)
+    assert parser.feed(wire) is None
+    with pytest.raises(ProtocolError):
+        parser.eof()
+
+
 @pytest.mark.parametrize(
     "wire",
     [
@@ -102,6 +225,8 @@ def test_extra_bytes_after_the_answer_make_it_not_reusable() -> None:
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"HTTP/0.9 200 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\n",

@@ -46,6 +46,7 @@ _RFC3339 = re.compile(
 )
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _MAX_TYPE_BYTES = 255  # the type is the routing key, an AMQP short string
+_MAX_DEPTH = 254  # orjson encodes no deeper (it decodes 1024): renderers and logs re-encode data
 _ECHO_CHARS = 80
 _KINDS = {type(None): "null", bool: "bool", str: "string", dict: "object", list: "array"}
 _JSON_KINDS = {**_KINDS, int: "number", float: "number", bool: "boolean"}
@@ -123,7 +124,7 @@ def _structured(body: bytes) -> Event | InvalidEvent:
             return InvalidEvent(f"{_show(name)} is not a valid attribute name: {_NAME_RULE}")
         if value is not None:  # the JSON format: a null attribute is an absent one
             attributes[name] = value
-    reason = _check(attributes) or _check_data(document)
+    reason = _check(attributes) or _check_data(document) or _check_depth(body, document)
     if reason is not None:
         return InvalidEvent(reason)
     data = document.get("data")
@@ -152,6 +153,16 @@ def _check_data(document: dict[str, Any]) -> str | None:
         base64.b64decode(encoded, validate=True)
     except ValueError:  # binascii.Error, or a non-ASCII character
         return "'data_base64' is not valid base64"
+    return None
+
+
+def _check_depth(body: bytes, document: dict[str, Any]) -> str | None:
+    if body.count(b"[") + body.count(b"{") <= _MAX_DEPTH:
+        return None  # cannot be nested that deep: the common case costs two scans of the bytes
+    try:
+        encode(document)
+    except orjson.JSONEncodeError:  # the only one a decoded document can raise: too deep
+        return f"event is nested more than {_MAX_DEPTH} levels deep"
     return None
 
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from dispatcher.events import Event, InvalidEvent, decode
 
-#: the smallest `broker.max_event_bytes` a config may set, so that fuzzed inputs reach the limit
-MAX_EVENT_BYTES = 1024
+#: the smallest `broker.max_event_bytes` a config may set: fuzzed inputs reach it
+SMALLEST_MAX_EVENT_BYTES = 1024
 #: a reason quotes bits of input, each cut to ~80 characters; this bounds it whatever the input
 MAX_REASON_CHARS = 1024
 #: the content type a delivery comes back from a retry tier with (`dispatcher.amqp.messages`)
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 
 
-def check_decoded(result: Event | InvalidEvent) -> None:
-    """Raise AssertionError where `result` breaks the contract above."""
+def check_decoded(result: Event | InvalidEvent, max_bytes: int) -> None:
+    """Raise AssertionError where `result`, decoded under `max_bytes`, breaks the contract."""
     if isinstance(result, InvalidEvent):
         reason = result.reason
         assert isinstance(reason, str), reason
@@ -35,7 +35,7 @@ def check_decoded(result: Event | InvalidEvent) -> None:
     assert len(result.type.encode("utf-8")) <= 255, "a type too long for a routing key"
     for name, value in result.attributes.items():
         assert isinstance(value, str | int | float), f"attribute {name!r} is a {type(value)}"
-    again = decode(result.body, None, CLOUDEVENTS_JSON, max_bytes=MAX_EVENT_BYTES)
+    again = decode(result.body, None, CLOUDEVENTS_JSON, max_bytes=max_bytes)
     assert isinstance(again, Event), f"the event's body does not decode again: {again}"
     assert (again.attributes, again.data) == (result.attributes, result.data), (
         "the event's body decodes to another event"

@@ -502,6 +502,24 @@ def test_size_limit_is_checked_before_parsing() -> None:
     assert reason(decode(too_big)).startswith(f"message of {len(too_big)} bytes exceeds")
 
 
+def _nested(depth: int) -> bytes:
+    """An event whose document is `depth` levels deep: itself, then `depth - 1` levels of data."""
+    inner = depth - 1
+    return structured(data=DROP)[:-1] + b',"data":' + b"[" * inner + b"]" * inner + b"}"
+
+
+def test_data_nested_deeper_than_json_encodes_is_refused() -> None:
+    # found by fuzz/fuzz_events_structured.py (corpus: deep-data.json): orjson decodes 1024
+    # levels but encodes 254, and rendering such data for Slack, email or the log recursed past
+    # Python's limit
+    event = ok(decode(_nested(254)))
+    assert encode({**event.attributes, "data": event.data})  # what renderers and tiers do
+    assert reason(decode(_nested(255))) == "event is nested more than 254 levels deep"
+    assert reason(decode(_nested(1000))) == "event is nested more than 254 levels deep"
+    wide = structured(data=[[]] * 300)  # many brackets, shallow: decoded as ever
+    assert ok(decode(wide)).data == [[]] * 300
+
+
 # Producers: new_event and encode
 
 

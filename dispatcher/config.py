@@ -27,6 +27,10 @@ from dispatcher.settings import Settings
 BROKER_URL_ENV = "DISPATCHER_BROKER_URL"
 #: more values than this means aliases nested to blow up the walk ("billion laughs")
 _MAX_VALUES = 100_000
+#: deeper than this would run the composer or the walk (which recurse once a level) out of stack;
+#: an alias inside itself nests forever. No config needs a tenth of it.
+_MAX_DEPTH = 100
+_TOO_DEEP = f"nested more than {_MAX_DEPTH} levels deep"
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 #: `${NAME}` or `${NAME:-default}`; the JSON Schema of the file takes one wherever a value goes
 REFERENCE = r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"
@@ -66,6 +70,22 @@ class Trace(NamedTuple):
     field: Callable[[DataPath], str]  # a data path for people: `subscriptions[ops].target.url`
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader, refusing nesting deeper than `_MAX_DEPTH` as it composes."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= _MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, _TOO_DEEP, mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 class _Walker:
     """Turns a composed node tree into plain values, noting the line of every data path."""
 
@@ -78,6 +98,9 @@ class _Walker:
     def value(self, node: yaml.Node, path: DataPath) -> Any:
         if len(self.lines) > _MAX_VALUES:
             raise yaml.YAMLError(f"more than {_MAX_VALUES} values: aliases nested too deep?")
+        if len(path) > _MAX_DEPTH:  # composed no deeper: an alias brought its own value back
+            problem = f"{_TOO_DEEP}: an alias inside its own value?"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
         if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
@@ -125,7 +148,7 @@ class _Walker:
 
 
 def _parse(file: str, text: str) -> _Parsed:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     walker = _Walker(file, loader)
     try:
         node = loader.get_single_node()

@@ -205,6 +205,33 @@ def test_nested_aliases_cannot_blow_up_the_load() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "subscriptions:\n  - name: " + "[" * 1000 + "]" * 1000 + "\n",
+            "config.yaml:2: nested more than 100 levels deep",
+            id="deep",
+        ),
+        pytest.param(
+            "broker:\n  queue: &loop [1, *loop]\n",
+            "config.yaml:2: nested more than 100 levels deep: an alias inside its own value?",
+            id="alias-inside-itself",
+        ),
+    ],
+)
+def test_nesting_that_would_exhaust_the_stack_is_a_problem(text: str, expected: str) -> None:
+    # found by fuzz/fuzz_config.py (corpus: too-deep.yaml, alias-inside-itself.yaml): both raised
+    # RecursionError out of check-config instead of a ConfigError
+    assert problems(text) == [expected]
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    text = "broker: {queue: " + "[" * 98 + "]" * 98 + "}\n"  # 100 levels, the document's own too
+
+    assert problems(text) == ["config.yaml:1: broker.queue: Input should be a valid string"]
+
+
 def test_a_bad_signing_secret_is_reported_without_its_value() -> None:
     secret = "whsec_not-base64-TOPSECRET"
     text = ONE + "      secret: ${HOOK_KEY}\n"

@@ -77,7 +77,7 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self._depth >= _MAX_DEPTH:
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # types-PyYAML
             raise yaml.composer.ComposerError(None, None, _TOO_DEEP, mark)
         self._depth += 1
         try:

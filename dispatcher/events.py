@@ -105,7 +105,7 @@ def decode(
     if headers and not (content_type or "").lower().startswith("application/cloudevents"):
         found = _attribute_headers(headers)
         if any(name == "specversion" for _, name, _ in found):
-            return _binary(body, found, content_type)
+            return _binary(body, found, content_type, max_bytes)
     return _structured(body)
 
 
@@ -179,7 +179,7 @@ def _attribute_headers(headers: Mapping[str, Any]) -> list[tuple[str, str, Any]]
 
 
 def _binary(
-    body: bytes, found: list[tuple[str, str, Any]], content_type: str | None
+    body: bytes, found: list[tuple[str, str, Any]], content_type: str | None, max_bytes: int
 ) -> Event | InvalidEvent:
     attributes = _binary_attributes(found)
     if isinstance(attributes, str):
@@ -206,6 +206,11 @@ def _binary(
         encoded = encode(document)
     except orjson.JSONEncodeError as error:  # a huge integer, a lone surrogate in a header
         return InvalidEvent(f"event cannot be encoded as JSON: {error}")
+    if len(encoded) > max_bytes:  # kept in this form: a retry tier hands it back to `decode`
+        return InvalidEvent(
+            f"event of {len(encoded)} bytes as structured JSON exceeds the limit of"
+            f" {max_bytes} bytes"
+        )
     type_ = attributes["type"]
     return Event(attributes["id"], attributes["source"], type_, attributes, data, encoded)
 

@@ -520,6 +520,25 @@ def test_data_nested_deeper_than_json_encodes_is_refused() -> None:
     assert ok(decode(wide)).data == [[]] * 300
 
 
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"\xff" * 900, BINARY),  # base64 makes data 4/3 as long
+        (b"", binary(ce_note="\x00" * 200)),  # headers do not count in the body, and escape
+    ],
+)
+def test_a_binary_event_must_fit_the_limit_in_the_form_it_is_kept(
+    body: bytes, headers: dict[str, Any]
+) -> None:
+    # found by fuzz/fuzz_events_binary.py (corpus: grows-past-the-limit): the event was taken,
+    # then refused as too large when a retry tier handed its structured form back
+    text = reason(decode(body, headers, max_bytes=1024))
+    assert text.startswith("event of ")
+    assert text.endswith(" bytes as structured JSON exceeds the limit of 1024 bytes")
+    event = ok(decode(body, headers, max_bytes=2048))
+    assert ok(decode(event.body, None, "application/cloudevents+json", max_bytes=2048)) == event
+
+
 # Producers: new_event and encode
 
 

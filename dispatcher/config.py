@@ -148,7 +148,12 @@ class _Walker:
 
 
 def _parse(file: str, text: str) -> _Parsed:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader checks every character of a string here
+    except yaml.reader.ReaderError as exc:  # a control character, say
+        at = text.count("\n", 0, exc.position) + 1
+        why = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        return _Parsed(file, None, {}, [], [ConfigProblem(file, at, "", why)])
     walker = _Walker(file, loader)
     try:
         node = loader.get_single_node()

@@ -232,6 +232,19 @@ def test_nesting_up_to_the_limit_is_read() -> None:
     assert problems(text) == ["config.yaml:1: broker.queue: Input should be a valid string"]
 
 
+def test_a_character_yaml_does_not_allow_is_a_problem_with_its_line() -> None:
+    # found by fuzz/fuzz_config.py (corpus: control-character.yaml): PyYAML's reader refuses it
+    # as the loader is made, outside the handling of YAML errors, so check-config crashed
+    write("- from-file\n- \x00\n", "subs.yaml")
+
+    assert problems("broker:\n  queue: \x1b[31mred\n") == [
+        "config.yaml:2: unacceptable character #x001b: special characters are not allowed"
+    ]
+    assert problems("subscriptions_file: subs.yaml\n") == [
+        "subs.yaml:2: unacceptable character #x0000: special characters are not allowed"
+    ]
+
+
 def test_a_bad_signing_secret_is_reported_without_its_value() -> None:
     secret = "whsec_not-base64-TOPSECRET"
     text = ONE + "      secret: ${HOOK_KEY}\n"

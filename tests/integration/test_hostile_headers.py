@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import aiormq
-import amqp
+import amqp as py_amqp  # type: ignore[import-untyped]  # py-amqp has no types
 import pytest
 
 from tests.support import (
-    AMQP_URL,
     BrokerNames,
     Sink,
     drain_queue,
@@ -28,12 +27,12 @@ pytestmark = pytest.mark.integration
 
 def publish_with_py_amqp(names: BrokerNames, body: bytes, headers: dict[str, Any]) -> None:
     """py-amqp writes bytes as a long string whatever they hold, and floats as doubles."""
-    connection = amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
+    connection = py_amqp.Connection(host="127.0.0.1:5672", userid="guest", password="guest")
     connection.connect()
     try:
         channel = connection.channel()
         channel.confirm_select()
-        message = amqp.basic_message.Message(body, application_headers=headers, delivery_mode=2)
+        message = py_amqp.basic_message.Message(body, application_headers=headers, delivery_mode=2)
         channel.basic_publish(message, exchange=names.exchange, routing_key="garbage")
     finally:
         connection.close()

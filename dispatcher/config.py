@@ -131,7 +131,7 @@ class _Walker:
     def _construct(self, node: yaml.Node) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
-        except (ValueError, TypeError, KeyError, AttributeError):  # PyYAML's, on `!!int abc`
+        except (ValueError, TypeError, LookupError, AttributeError):  # PyYAML's: `!!int x`, `!!int`
             problem = f"not a valid {node.tag.rsplit(':', 1)[-1]}"  # without the value
             raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
 

@@ -245,6 +245,15 @@ def test_a_character_yaml_does_not_allow_is_a_problem_with_its_line() -> None:
     ]
 
 
+@pytest.mark.parametrize("tag", ["!!int", "!!float", '!!int "-"'])
+def test_a_number_tag_on_an_empty_value_is_a_problem(tag: str) -> None:
+    # found by fuzz/fuzz_config.py (corpus: empty-int-tag): PyYAML's constructor raised
+    # IndexError, which check-config did not catch
+    kind = tag.split()[0].removeprefix("!!")
+
+    assert problems(f"broker:\n  prefetch: {tag}\n") == [f"config.yaml:2: not a valid {kind}"]
+
+
 def test_a_bad_signing_secret_is_reported_without_its_value() -> None:
     secret = "whsec_not-base64-TOPSECRET"
     text = ONE + "      secret: ${HOOK_KEY}\n"

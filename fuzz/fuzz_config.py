@@ -20,7 +20,7 @@ with instrumented(__name__):
     from dispatcher.errors import ConfigError
     from dispatcher.settings import redact_url
 
-SECRET = "FUZZsecret7token"  # valid base64, so it makes a valid signing key too
+SECRET = "FUZZsecret7tokenFUZZsecret7token"  # base64 of 24 bytes: a valid signing key too
 ENVIRON = {
     "BROKER_URL": f"amqp://dispatcher:{SECRET}@127.0.0.1:5672/",
     "SMTP_HOST": "127.0.0.1",

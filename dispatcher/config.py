@@ -31,6 +31,10 @@ MAX_CONFIG_BYTES_ENV = "DISPATCHER_MAX_CONFIG_BYTES"
 DEFAULT_MAX_CONFIG_BYTES = 8 * 1024 * 1024
 #: more values than this means aliases nested to blow up the walk ("billion laughs")
 _MAX_VALUES = 100_000
+#: deeper than this would run the composer or the walk (which recurse once a level) out of stack;
+#: an alias inside itself nests forever. No config needs a tenth of it.
+_MAX_DEPTH = 100
+_TOO_DEEP = f"nested more than {_MAX_DEPTH} levels deep"
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 #: `${NAME}` or `${NAME:-default}`; the JSON Schema of the file takes one wherever a value goes
 REFERENCE = r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"
@@ -70,6 +74,22 @@ class Trace(NamedTuple):
     field: Callable[[DataPath], str]  # a data path for people: `subscriptions[ops].target.url`
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader, refusing nesting deeper than `_MAX_DEPTH` as it composes."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self._depth >= _MAX_DEPTH:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # types-PyYAML
+            raise yaml.composer.ComposerError(None, None, _TOO_DEEP, mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 class _Walker:
     """Turns a composed node tree into plain values, noting the line of every data path."""
 
@@ -82,6 +102,9 @@ class _Walker:
     def value(self, node: yaml.Node, path: DataPath) -> Any:
         if len(self.lines) > _MAX_VALUES:
             raise yaml.YAMLError(f"more than {_MAX_VALUES} values: aliases nested too deep?")
+        if len(path) > _MAX_DEPTH:  # composed no deeper: an alias brought its own value back
+            problem = f"{_TOO_DEEP}: an alias inside its own value?"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
         if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
@@ -112,7 +135,7 @@ class _Walker:
     def _construct(self, node: yaml.Node) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
-        except (ValueError, TypeError, KeyError, AttributeError):  # PyYAML's, on `!!int abc`
+        except (ValueError, TypeError, LookupError, AttributeError):  # PyYAML's: `!!int x`, `!!int`
             problem = f"not a valid {node.tag.rsplit(':', 1)[-1]}"  # without the value
             raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
 
@@ -129,7 +152,12 @@ class _Walker:
 
 
 def _parse(file: str, text: str) -> _Parsed:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = _Loader(text)  # the reader checks every character of a string here
+    except yaml.reader.ReaderError as exc:  # a control character, say
+        at = text.count("\n", 0, exc.position) + 1
+        why = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        return _Parsed(file, None, {}, [], [ConfigProblem(file, at, "", why)])
     walker = _Walker(file, loader)
     try:
         node = loader.get_single_node()
@@ -141,8 +169,6 @@ def _parse(file: str, text: str) -> _Parsed:
         return _Parsed(file, None, {}, [], [problem])
     except yaml.YAMLError as exc:  # the reader's, which carry no line, and the walk's own
         return _Parsed(file, None, {}, [], [ConfigProblem(file, None, "", str(exc).split("\n")[0])])
-    except RecursionError:  # PyYAML composes nested nodes recursively: `[[[[...]]]]`
-        return _Parsed(file, None, {}, [], [ConfigProblem(file, None, "", "nested too deep")])
     finally:
         loader.dispose()
     if node is not None:

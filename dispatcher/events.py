@@ -244,6 +244,11 @@ def _binary(
         encoded = encode(document)
     except orjson.JSONEncodeError as error:  # a huge integer, a lone surrogate in a header
         return InvalidEvent(f"event cannot be encoded as JSON: {error}")
+    if len(encoded) > limits.max_event_bytes:  # kept so: a retry tier hands it back to `decode`
+        return InvalidEvent(
+            f"event of {len(encoded)} bytes as structured JSON exceeds the limit of"
+            f" {limits.max_event_bytes} bytes (broker.max_event_bytes)"
+        )
     type_ = attributes["type"]
     return Event(attributes["id"], attributes["source"], type_, attributes, data, encoded)
 

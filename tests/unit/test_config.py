@@ -250,6 +250,55 @@ def test_nested_aliases_cannot_blow_up_the_load() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "subscriptions:\n  - name: " + "[" * 1000 + "]" * 1000 + "\n",
+            "config.yaml:2: nested more than 100 levels deep",
+            id="deep",
+        ),
+        pytest.param(
+            "broker:\n  queue: &loop [1, *loop]\n",
+            "config.yaml:2: nested more than 100 levels deep: an alias inside its own value?",
+            id="alias-inside-itself",
+        ),
+    ],
+)
+def test_nesting_that_would_exhaust_the_stack_is_a_problem(text: str, expected: str) -> None:
+    # found by fuzz/fuzz_config.py (corpus: too-deep.yaml, alias-inside-itself.yaml): both raised
+    # RecursionError out of check-config instead of a ConfigError
+    assert problems(text) == [expected]
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    text = "broker: {queue: " + "[" * 98 + "]" * 98 + "}\n"  # 100 levels, the document's own too
+
+    assert problems(text) == ["config.yaml:1: broker.queue: Input should be a valid string"]
+
+
+def test_a_character_yaml_does_not_allow_is_a_problem_with_its_line() -> None:
+    # found by fuzz/fuzz_config.py (corpus: control-character.yaml): PyYAML's reader refuses it
+    # as the loader is made, outside the handling of YAML errors, so check-config crashed
+    write("- from-file\n- \x00\n", "subs.yaml")
+
+    assert problems("broker:\n  queue: \x1b[31mred\n") == [
+        "config.yaml:2: unacceptable character #x001b: special characters are not allowed"
+    ]
+    assert problems("subscriptions_file: subs.yaml\n") == [
+        "subs.yaml:2: unacceptable character #x0000: special characters are not allowed"
+    ]
+
+
+@pytest.mark.parametrize("tag", ["!!int", "!!float", '!!int "-"'])
+def test_a_number_tag_on_an_empty_value_is_a_problem(tag: str) -> None:
+    # found by fuzz/fuzz_config.py (corpus: empty-int-tag): PyYAML's constructor raised
+    # IndexError, which check-config did not catch
+    kind = tag.split()[0].removeprefix("!!")
+
+    assert problems(f"broker:\n  prefetch: {tag}\n") == [f"config.yaml:2: not a valid {kind}"]
+
+
 def test_a_bad_signing_secret_is_reported_without_its_value() -> None:
     secret = "whsec_not-base64-TOPSECRET"
     text = ONE + "      secret: ${HOOK_KEY}\n"

@@ -505,6 +505,58 @@ def test_size_limit_is_checked_before_parsing() -> None:
     assert reason(decode(too_big)).startswith(f"message of {len(too_big)} bytes exceeds")
 
 
+def _nested(depth: int) -> bytes:
+    """An event whose document is `depth` levels deep: itself, then `depth - 1` levels of data."""
+    inner = depth - 1
+    return structured(data=DROP)[:-1] + b',"data":' + b"[" * inner + b"]" * inner + b"}"
+
+
+def test_data_nested_deeper_than_json_encodes_is_refused() -> None:
+    # found by fuzz/fuzz_events_structured.py (corpus: deep-data.json): orjson decodes 1024
+    # levels but encodes 254, and rendering such data for Slack, email or the log recursed past
+    # Python's limit. broker.max_data_depth refuses it (64 by default, at most 200 allowed).
+    deepest = EventLimits(max_data_depth=200)
+    event = ok(decode(_nested(201), limits=deepest))
+    assert encode({**event.attributes, "data": event.data})  # what renderers and tiers do
+    for depth in (255, 1000):
+        assert reason(decode(_nested(depth), limits=deepest)) == (
+            "data is nested more than 200 levels deep (broker.max_data_depth)"
+        )
+    wide = structured(data=[[]] * 300)  # many brackets, shallow: decoded as ever
+    assert ok(decode(wide)).data == [[]] * 300
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"\xff" * 900, BINARY),  # base64 makes data 4/3 as long
+        (b"", binary(ce_note="\x00" * 200)),  # headers do not count in the body, and escape
+    ],
+)
+def test_a_binary_event_must_fit_the_limit_in_the_form_it_is_kept(
+    body: bytes, headers: dict[str, Any]
+) -> None:
+    # found by fuzz/fuzz_events_binary.py (corpus: grows-past-the-limit): the event was taken,
+    # then refused as too large when a retry tier handed its structured form back
+    text = reason(decode(body, headers, limits=EventLimits(max_event_bytes=1024)))
+    assert text.startswith("event of ")
+    assert text.endswith(
+        " bytes as structured JSON exceeds the limit of 1024 bytes (broker.max_event_bytes)"
+    )
+    event = ok(decode(body, headers, limits=EventLimits(max_event_bytes=2048)))
+    assert (
+        ok(
+            decode(
+                event.body,
+                None,
+                "application/cloudevents+json",
+                limits=EventLimits(max_event_bytes=2048),
+            )
+        )
+        == event
+    )
+
+
 # Producers: new_event and encode
 
 

@@ -495,4 +495,4 @@ def test_yaml_nested_past_the_stack_is_a_config_error(tmp_path: Path, opener: st
     closer = "]" if opener == "[" else "}"
     config = tmp_path / "c.yaml"
     config.write_text(f"broker: {opener * 5000}1{closer * 5000}\n")
-    assert _problems(config) == [f"{config}: nested too deep"]
+    assert _problems(config) == [f"{config}:1: nested more than 100 levels deep"]

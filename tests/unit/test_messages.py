@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import aiormq
+from pamqp import decode as amqp_decode
+from pamqp import encode as amqp_encode
 
 from dispatcher.amqp import headers as h
 from dispatcher.amqp.deadletters import DeadLetter, Replacement, replacement
@@ -45,3 +48,22 @@ def test_a_delivery_refused_as_invalid_is_replayed_to_its_own_subscription_only(
     assert out.headers[h.KIND] == h.KIND_DELIVERY
     assert out.headers[h.REASON] == h.INVALID_EVENT
     assert replayed_to(out) == "q.deliveries"
+
+
+def test_a_refused_message_keeps_headers_pamqp_decodes_but_cannot_encode() -> None:
+    # found by fuzz/fuzz_events_binary.py (corpus: non-utf8-attribute): a long string that is not
+    # UTF-8 arrives as bytes, which pamqp cannot publish, so the dead letter failed and the
+    # message went round until the delivery limit parked it without its reason
+    headers = {
+        "ce-type": b"\xff\xfe",
+        "x-ratio": 1e300,  # a double: pamqp writes floats as single precision
+        "x-amount": Decimal(4294967295),  # a decimal's mantissa is 32 bits unsigned in, signed out
+        "x-death": [{"trace": b"\xc3\x28", "count": 1}],
+    }
+    out = Messages(BROKER).rejected(Incoming(b"", headers, None, "x"), Rejected("not UTF-8"))
+
+    _, sent = amqp_decode.field_table(amqp_encode.field_table(out.headers))
+    assert sent["ce-type"] == bytearray(b"\xff\xfe")  # the same bytes, as a byte array
+    assert sent["x-death"] == [{"trace": bytearray(b"\xc3\x28"), "count": 1}]
+    assert (sent["x-ratio"], sent["x-amount"]) == ("1e+300", "4294967295")
+    assert sent[h.LAST_ERROR] == "not UTF-8"

@@ -255,7 +255,7 @@ def replacement(letter: DeadLetter, broker: BrokerSettings, now: datetime) -> Re
     dead-lettered back to the queue it died in, when that queue is one of dispatcher's.
     """
     foreign = {
-        key: value
+        key: h.republishable(value)  # a parked message may hold what pamqp reads, not writes
         for key, value in letter.headers.items()
         if not key.startswith(h.OWN_PREFIX) and key not in BROKER_HEADERS
     }

@@ -9,6 +9,11 @@ message, headers and all, with the reason added.
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
+from pamqp import encode
+
 KIND = "x-dispatcher-kind"  # "delivery" or "invalid-event"
 REASON = "x-dispatcher-reason"  # dead letters only: one of REASONS
 SUBSCRIPTION = "x-dispatcher-subscription"
@@ -47,3 +52,21 @@ REASONS = (
 
 #: every header above: what a replay or a retry rewrites, and what is not the producer's
 OWN_PREFIX = "x-dispatcher-"
+
+
+def republishable(value: Any) -> Any:
+    """A header value that came in, as pamqp can encode it to go out again. pamqp decodes more
+    than it encodes: a long string that is not UTF-8 comes as bytes (it goes back as a byte
+    array, the same bytes), and a double too large for the single float pamqp writes or a decimal
+    beyond 31 bits do not fit (they go back as their text)."""
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, dict):
+        return {key: republishable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [republishable(item) for item in value]
+    try:
+        encode.encode_table_value(value)
+    except (TypeError, OverflowError, struct.error):  # pamqp's, and struct.pack's out of range
+        return str(value)
+    return value

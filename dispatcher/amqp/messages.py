@@ -13,13 +13,10 @@ ack. `read_resume` reads a delivery's headers back when its tier hands it to the
 from __future__ import annotations
 
 import enum
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from pamqp import encode
 
 from dispatcher.amqp import headers as h
 from dispatcher.amqp.topology import QueueSpec, retry_queue
@@ -87,24 +84,6 @@ def _bounded(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "\u2026"
 
 
-def _republishable(value: Any) -> Any:
-    """A header value that came in, as pamqp can encode it to go out again. pamqp decodes more
-    than it encodes: a long string that is not UTF-8 comes as bytes (it goes back as a byte
-    array, the same bytes), and a double too large for the single float pamqp writes or a decimal
-    beyond 31 bits do not fit (they go back as their text)."""
-    if isinstance(value, bytes):
-        return bytearray(value)
-    if isinstance(value, dict):
-        return {key: _republishable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_republishable(item) for item in value]
-    try:
-        encode.encode_table_value(value)
-    except (TypeError, OverflowError, struct.error):  # pamqp's, and struct.pack's out of range
-        return str(value)
-    return value
-
-
 def read_resume(headers: Mapping[str, Any]) -> Resume | str:
     """The delivery a message of the deliveries queue carries on, or why it carries none."""
     subscription = _text(headers.get(h.SUBSCRIPTION))
@@ -143,7 +122,7 @@ class Messages:
     def rejected(self, incoming: Incoming, verdict: Rejected) -> Outgoing:
         """The message as it came, headers and all, with why it was dead-lettered. A delivery
         (from a tier or a replay) stays one, so a replay sends it to its one subscription."""
-        headers = {name: _republishable(value) for name, value in incoming.headers.items()}
+        headers = {name: h.republishable(value) for name, value in incoming.headers.items()}
         if verdict.code == h.INVALID_EVENT and headers.get(h.KIND) != h.KIND_DELIVERY:
             headers[h.KIND] = h.KIND_INVALID
         headers.update({h.REASON: verdict.code, h.LAST_ERROR: _bounded(verdict.reason)})

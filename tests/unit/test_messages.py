@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import aiormq
 from pamqp import decode as amqp_decode
@@ -67,3 +68,19 @@ def test_a_refused_message_keeps_headers_pamqp_decodes_but_cannot_encode() -> No
     assert sent["x-death"] == [{"trace": bytearray(b"\xc3\x28"), "count": 1}]
     assert (sent["x-ratio"], sent["x-amount"]) == ("1e+300", "4294967295")
     assert sent[h.LAST_ERROR] == "not UTF-8"
+
+
+def test_a_replayed_message_keeps_headers_pamqp_decodes_but_cannot_encode() -> None:
+    # a message the broker dead-lettered itself (its delivery limit) was never rewritten by
+    # dispatcher: replaying it must not fail on the same headers
+    headers: dict[str, Any] = {
+        "ce-type": b"\xff\xfe",
+        "x-ratio": 1e300,
+        "x-death": [{"queue": "q", "count": 1}],
+    }
+    properties = aiormq.spec.Basic.Properties(headers=headers)
+    letter = DeadLetter(1, b"{}", headers, properties, "q.dead", "x.y")
+    plan = replacement(letter, BROKER, NOW)
+    assert isinstance(plan, Replacement), plan
+    _, sent = amqp_decode.field_table(amqp_encode.field_table(plan.headers))
+    assert (sent["ce-type"], sent["x-ratio"]) == (bytearray(b"\xff\xfe"), "1e+300")

@@ -30,7 +30,7 @@ class TemplateBudget:
     max_steps: int = 100_000
     max_seconds: float = 0.25
     #: the longest output, and the longest string (or largest list) built on the way
-    max_output_chars: int = 256 * 1024
+    max_output_chars: int = 64 * 1024
 
 
 DEFAULT_BUDGET = TemplateBudget()

@@ -2,8 +2,10 @@
 
 The template is compiled with a meter put in (`_CodeGenerator`): each loop iteration is a step,
 each piece of output is counted, and each list, tuple, dict and `~` the template builds is
-sized. Every filter, call and the operators `*`, `**`, `+` and `%` are one step each, checked
-first by `render/guards.py` where they could build much from little and sized after. So every
+sized. Every filter, test, call, attribute lookup and the operators `*`, `**`, `+` and `%` are
+one step each, checked first by `render/guards.py` where they could build much from little and
+sized after. What runs between two steps is then at most a filter's work on one value of at
+most `max_output_chars`. So every
 render is cooperative and bounded: it cannot hang the event loop, whatever the template does
 (a render in a thread would not help: a thread cannot be stopped, and one long C call, such as
 building a gigabyte string, holds the interpreter anyway).
@@ -84,8 +86,17 @@ class Sandbox(ImmutableSandboxedEnvironment):
         everything = {**self.filters, **filters}
         del everything["pprint"]
         self.filters = {name: _metered(name, func) for name, func in everything.items()}
+        self.tests = {name: _stepped(test) for name, test in self.tests.items()}
         del self.globals["lipsum"]
         self.globals["namespace"] = _Namespace
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _meter().step()  # filters such as `sort(attribute=...)` look up an attribute per item
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _meter().step()
+        return super().getitem(obj, argument)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         kind = type(obj).__name__
@@ -170,6 +181,17 @@ def _metered(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         return meter.built(func(*args, **kwargs))
 
     return metered
+
+
+def _stepped(test: Callable[..., bool]) -> Callable[..., bool]:
+    """The test, as one step: `select` and friends run one per item."""
+
+    @functools.wraps(test)
+    def stepped(*args: Any, **kwargs: Any) -> bool:
+        _meter().step()
+        return test(*args, **kwargs)
+
+    return stepped
 
 
 def _guard_method(

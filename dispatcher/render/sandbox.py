@@ -183,11 +183,11 @@ def _metered(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     return metered
 
 
-def _stepped(test: Callable[..., bool]) -> Callable[..., bool]:
+def _stepped(test: Callable[..., Any]) -> Callable[..., Any]:
     """The test, as one step: `select` and friends run one per item."""
 
     @functools.wraps(test)
-    def stepped(*args: Any, **kwargs: Any) -> bool:
+    def stepped(*args: Any, **kwargs: Any) -> Any:
         _meter().step()
         return test(*args, **kwargs)
 

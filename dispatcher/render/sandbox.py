@@ -183,7 +183,7 @@ def _metered(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     return metered
 
 
-def _stepped(test: Callable[..., Any]) -> Callable[..., Any]:
+def _stepped(test: types.FunctionType) -> types.FunctionType:
     """The test, as one step: `select` and friends run one per item."""
 
     @functools.wraps(test)
@@ -191,7 +191,7 @@ def _stepped(test: Callable[..., Any]) -> Callable[..., Any]:
         _meter().step()
         return test(*args, **kwargs)
 
-    return stepped
+    return stepped  # type: ignore[return-value]  # Jinja types its tests as plain functions
 
 
 def _guard_method(

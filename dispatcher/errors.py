@@ -57,4 +57,4 @@ class UnknownSubscription(DispatcherError):
 
 class TemplateBudgetExceeded(DispatcherError):
     """A template's render stopped: it took more steps or time, or built or wrote more text,
-    than `delivery.template_budget` allows (see `dispatcher.render.budget`)."""
+    than `delivery.template_budget` allows (see `dispatcher.template_budget`)."""

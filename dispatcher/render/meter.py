@@ -23,7 +23,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.utils import Namespace
 
 from dispatcher.errors import TemplateBudgetExceeded
-from dispatcher.render.budget import TemplateBudget
+from dispatcher.template_budget import TemplateBudget
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ class Meter:
 
     def __init__(self, budget: TemplateBudget, clock: Callable[[], float] = time.monotonic) -> None:
         self._budget, self._clock = budget, clock
-        self._deadline = clock() + budget.max_seconds
+        self._deadline = clock() + budget.max_time_s
         self.limit = budget.max_output_chars
         self._steps = self._output = self._built = 0
         #: id -> (weight, depth, the value): kept alive so that its id is not reused
@@ -71,7 +71,7 @@ class Meter:
                 f"more than {self._budget.max_steps} steps (loop iterations, calls, filters)"
             )
         if self._clock() > self._deadline:
-            raise TemplateBudgetExceeded(f"still rendering after {self._budget.max_seconds} s")
+            raise TemplateBudgetExceeded(f"still rendering after {self._budget.max_time_s} s")
 
     def output(self, text: T) -> T:
         """A piece of output, counted against `max_output_chars`."""

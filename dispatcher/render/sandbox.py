@@ -41,9 +41,9 @@ from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
 from dispatcher.errors import TemplateBudgetExceeded
-from dispatcher.render.budget import TemplateBudget
 from dispatcher.render.guards import FILTER_GUARDS, METHOD_GUARDS, guard_binop
 from dispatcher.render.meter import Meter
+from dispatcher.template_budget import TemplateBudget
 
 T = TypeVar("T")
 

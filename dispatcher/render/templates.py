@@ -4,8 +4,8 @@ A template sees `event` (the attributes and `data`), `data`, `subscription` (`na
 `description`) and `describe` (the `Description`), plus a `mrkdwn` filter that escapes for
 Slack. A missing data item renders empty (data differs between events); anything the sandbox
 forbids raises. Every render is held to a `TemplateBudget` (steps, seconds, characters; see
-`render/budget.py`): at load a template that exceeds it is a config error, and at send time a
-failing template, over budget or not, is logged and the default rendering is used.
+`dispatcher/template_budget.py`): at load a template that exceeds it is a config error, and at
+send time a failing template, over budget or not, is logged and the default rendering is used.
 
 When a template's output goes to Slack (`slack_blocks`, and `text` as Slack's fallback), every
 string it sees from the event is escaped for mrkdwn before it renders, whatever the template
@@ -25,13 +25,13 @@ from jinja2 import Template, TemplateSyntaxError, Undefined
 
 from dispatcher.errors import TemplateBudgetExceeded
 from dispatcher.events import Event, encode
-from dispatcher.render.budget import DEFAULT_BUDGET, TemplateBudget
 from dispatcher.render.describe import Description, describe
 from dispatcher.render.sandbox import Sandbox, metered_render
 from dispatcher.render.values import escape_mrkdwn, shorten
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget
 
 if TYPE_CHECKING:
-    from dispatcher.subscriptions.models import Subscription, Templates
+    from dispatcher.subscriptions.models import Subscription
 
 log = structlog.get_logger(__name__)
 
@@ -75,19 +75,6 @@ def _compiled(source: str, html: bool, slack: bool) -> Template:
     if slack:
         return _SLACK.from_string(source)  # compiled once already by compile_template at load
     return compile_template(source, html=html)
-
-
-def validate_templates(templates: Templates, budget: TemplateBudget = DEFAULT_BUDGET) -> None:
-    """Compile every template given and render each once against a sample deployment event,
-    within `budget`; ValueError naming the template ("slack_blocks: ...") for the first that
-    fails."""
-    for part in PARTS:
-        source = getattr(templates, part)
-        if source is not None:
-            try:
-                validate_template(part, source, budget)
-            except ValueError as error:
-                raise ValueError(f"{part}: {error}") from None
 
 
 def validate_template(part: Part, source: str, budget: TemplateBudget = DEFAULT_BUDGET) -> None:

@@ -1,14 +1,16 @@
 """What one render of a team's template may cost: steps, seconds and characters.
 
-Jinja2's sandbox keeps a template away from unsafe attributes but, as its documentation says,
-not from looping for ever or building a gigabyte string, and a render runs on the event loop.
-So every render is metered (`render/meter.py`, enforced by `render/sandbox.py`): it stops with
+Jinja2's sandbox keeps a template away from unsafe attributes, and its documentation warns that
+it is no solution for perfect security on its own: nothing in it stops a template from looping
+for ever or building a gigabyte string, and a render runs on the event loop. So every render is
+metered (`render/meter.py`, enforced by `render/sandbox.py`): it stops with
 `TemplateBudgetExceeded` after `max_steps` steps (loop iterations, calls, filters, operators) or,
-checked at each step, after `max_seconds`; no value it builds and not its output may pass
+checked at each step, after `max_time_s`; no value it builds and not its output may pass
 `max_output_chars`. A template is rendered under the budget when it is loaded (a config error)
 and when it is sent (the default rendering is used instead, with a warning).
 
-The budget is plain data, free of Jinja2, so that the settings and models can name it.
+It lives outside `render/` and is plain data, so that the settings and the models can name it
+without importing Jinja2.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class TemplateBudget:
     100 000 steps take about 0.1 s."""
 
     max_steps: int = 100_000
-    max_seconds: float = 0.25
+    max_time_s: float = 0.25
     #: the longest output, and the longest string (or largest list) built on the way
     max_output_chars: int = 64 * 1024
 

@@ -22,7 +22,6 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from dispatcher.durations import parse_duration

@@ -14,6 +14,7 @@ from typing import Any
 
 from jinja2.exceptions import SecurityError
 
+from dispatcher.errors import TemplateBudgetExceeded
 from dispatcher.render.meter import MAX_INT_BITS, Meter
 
 Guard = Callable[..., None]
@@ -92,7 +93,7 @@ def _wordwrap(
         joiner = len(wrapstring) if isinstance(wrapstring, str) else 1
         meter.fits(len(s) * (1 + joiner), "the wrapped text")
         if len(s) ** 2 // max(width, 1) > _WRAP_WORK * meter.limit:
-            raise SecurityError(f"wordwrap({width}) of {len(s)} characters is too slow")
+            raise TemplateBudgetExceeded(f"wordwrap({width}) of {len(s)} characters is too slow")
 
 
 #: filter name -> guard, called with the filter's arguments after Jinja's own
@@ -164,10 +165,10 @@ def guard_binop(meter: Meter, operator: str, left: Any, right: Any) -> None:
         meter.fits(meter.printf_bound(text, right), "the formatted text")
     elif operator == "**" and isinstance(left, int) and isinstance(right, int):
         if abs(left) > 1 and left.bit_length() * right > MAX_INT_BITS:
-            raise SecurityError(f"'**' would compute a number of more than {MAX_INT_BITS} bits")
+            raise TemplateBudgetExceeded(f"'**' would compute a number of over {MAX_INT_BITS} bits")
     elif operator == "*" and isinstance(left, int) and isinstance(right, int):
         if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise SecurityError(f"'*' would compute a number of more than {MAX_INT_BITS} bits")
+            raise TemplateBudgetExceeded(f"'*' would compute a number of over {MAX_INT_BITS} bits")
     elif operator == "*":
         for sequence, times in ((left, right), (right, left)):
             if isinstance(sequence, _SEQUENCES) and isinstance(times, int):

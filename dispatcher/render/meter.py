@@ -162,9 +162,8 @@ class Meter:
             return 32
         if isinstance(value, _CONTAINERS):
             return _REPR_FACTOR * self.weigh(value)[0] + 2
-        if isinstance(value, Namespace):
-            raise SecurityError("a namespace cannot be written out")
-        return len(str(value))
+        return len(str(value))  # an object of the event's, or a small one (a namespace holds
+        # at most as many values as the template names, none a namespace)
 
     def printf_bound(self, fmt: str, args: object, *, escaped: bool = False) -> int:
         """At least `len(fmt % args)`; refuses `*` widths and widths past the limit."""

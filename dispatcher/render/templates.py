@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import structlog
-from jinja2 import Template, TemplateSyntaxError, Undefined
+from jinja2 import Template, TemplateError, TemplateSyntaxError, Undefined
 
 from dispatcher.errors import TemplateBudgetExceeded
 from dispatcher.events import Event, encode
@@ -38,6 +38,19 @@ log = structlog.get_logger(__name__)
 Part = Literal["text", "slack_blocks", "email_subject", "email_html"]
 PARTS: tuple[Part, ...] = ("text", "slack_blocks", "email_subject", "email_html")
 _ERROR_CHARS = 300
+
+#: What rendering a team's template may raise: Jinja's errors (the sandbox's SecurityError among
+#: them), the budget's, and Python's for an operation the template asked for (`1/0`, `'a' + 1`,
+#: `x|dictsort` of a list). Anything else is a bug in dispatcher, which the fuzz tests look for.
+RENDER_ERRORS = (
+    TemplateError,
+    TemplateBudgetExceeded,
+    ArithmeticError,
+    AttributeError,
+    LookupError,
+    TypeError,
+    ValueError,
+)
 
 
 def _sandbox(*, autoescape: bool, escaped_input: bool = False) -> Sandbox:

@@ -280,6 +280,9 @@ class _CodeGenerator(CodeGenerator):
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         _Metering(self.environment).visit(node)
         super().visit_Template(node, frame)
+        # Jinja writes a constant float as Python prints it, `inf` or `nan` for `2e308`, names
+        # the compiled module lacked (NameError from `{{ f(2e308) }}`; found by fuzzing)
+        self.writeline("inf, nan = float('inf'), float('nan')")
 
     def _output_const_repr(self, group: Iterable[Any]) -> str:
         return f"environment.output({super()._output_const_repr(group)})"

@@ -350,3 +350,11 @@ def test_templates_are_checked_under_the_configured_budget(in_tmp: Path) -> None
     Path("config.yaml").write_text(config.replace("max_steps: 200", "max_steps: 1000"))
     settings = load_settings("config.yaml", {})
     assert settings.delivery.template_budget.budget == TemplateBudget(max_steps=1000)
+
+
+def test_an_infinite_float_literal_renders_as_python_prints_it() -> None:
+    """Jinja wrote `2e308` into the compiled template as `inf`, an undefined name: NameError at
+    render time, outside the documented errors (found by fuzz/fuzz_templates.py). A template's
+    own `inf` is still its own (undefined) variable."""
+    source = "{{ 2e308 * 10 }} {{ [2e308, -2e308] }} {{ (2e308 - 2e308) | string }} {{ inf }}."
+    assert run(source) == "inf [inf, -inf] nan ."

@@ -244,6 +244,10 @@ class _Namespace(Namespace):
         super().__setitem__(name, value)
 
 
+#: the methods of Sandbox that _Metering calls (no template can write an EnvironmentAttribute)
+_METERING = frozenset({"metered_iter", "built"})
+
+
 class _Metering(NodeTransformer):
     """Puts the meter into a parsed template: loops iterate through `metered_iter`, and the
     lists, tuples and dicts it writes are sized as they are built."""
@@ -294,6 +298,16 @@ class _CodeGenerator(CodeGenerator):
     def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
         super()._output_child_post(node, frame, finalize)
         self.write(")")
+
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        callee = node.node
+        if isinstance(callee, nodes.EnvironmentAttribute) and callee.name in _METERING:
+            # _Metering's own calls: direct, not through Sandbox.call (which would count them)
+            self.write(f"environment.{callee.name}(")
+            self.visit(node.args[0], frame)
+            self.write(")")
+        else:
+            super().visit_Call(node, frame, forward_caller)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         if frame.eval_ctx.volatile:

@@ -307,7 +307,7 @@ class _CodeGenerator(CodeGenerator):
             self.visit(node.args[0], frame)
             self.write(")")
         else:
-            super().visit_Call(node, frame, forward_caller)
+            super().visit_Call(node, frame, forward_caller=forward_caller)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         if frame.eval_ctx.volatile:

@@ -37,9 +37,10 @@ def _indent(meter: Meter, s: object, width: object = 4, *_: object, **__: object
 
 
 def _replace(
-    meter: Meter, s: object, old: object = "", new: object = "", count: object = None, **_: object
+    meter: Meter, s: Any, old: object = "", new: object = "", count: object = None, **_: object
 ) -> None:
-    if isinstance(s, str) and isinstance(old, str) and isinstance(new, str):
+    family = str if isinstance(s, str) else bytes if isinstance(s, bytes) else None
+    if family is not None and isinstance(old, family) and isinstance(new, family):
         times = s.count(old) if old else len(s) + 1
         if isinstance(count, int) and count >= 0:
             times = min(times, count)
@@ -111,10 +112,10 @@ FILTER_GUARDS: dict[str, Guard] = {
 }
 
 
-def _expandtabs(meter: Meter, text: str | bytes, tabsize: object = 8, **_: object) -> None:
+def _expandtabs(meter: Meter, text: Any, tabsize: object = 8, **_: object) -> None:
     if isinstance(tabsize, int):
         tab = "\t" if isinstance(text, str) else b"\t"
-        meter.fits(len(text) + text.count(tab) * tabsize, "the expanded text")  # type: ignore[arg-type]
+        meter.fits(len(text) + text.count(tab) * tabsize, "the expanded text")
 
 
 def _translate(
@@ -130,16 +131,6 @@ def _to_bytes(meter: Meter, number: int, length: object = 1, *_: object, **__: o
         meter.fits(length, "the bytes")
 
 
-def _method_replace(
-    meter: Meter, text: str | bytes, old: object = "", new: object = "", count: object = -1
-) -> None:
-    if isinstance(text, bytes) and isinstance(old, bytes) and isinstance(new, bytes):
-        times = text.count(old) if old else len(text) + 1
-        meter.fits(len(text) + times * (len(new) - len(old)), "the replaced text")
-    else:
-        _replace(meter, text, old, new, count)
-
-
 def _method_join(meter: Meter, separator: str | bytes, items: list[Any], *_: object) -> None:
     _join(meter, items, separator)
 
@@ -150,7 +141,7 @@ METHOD_GUARDS: dict[str, Guard] = {
     "expandtabs": _expandtabs,
     "join": _method_join,
     "ljust": _width,
-    "replace": _method_replace,
+    "replace": _replace,
     "rjust": _width,
     "to_bytes": _to_bytes,
     "translate": _translate,

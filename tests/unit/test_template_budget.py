@@ -136,6 +136,12 @@ HOSTILE = [
     pytest.param("{{ ('a' * 1000) | replace('a', 'b' * 1000) }}", "replaced", id="replace"),
     pytest.param("{{ ('a' * 1000).replace('', 'b' * 1000) }}", "replaced", id="str-replace"),
     pytest.param(
+        "{{ ('a' * 1000).encode().replace('a'.encode(), ('b' * 1000).encode()) }}",
+        "replaced",
+        id="bytes-replace",
+    ),
+    pytest.param("{{ (('a' * 1000) | e).replace('a', 'b' * 1000) }}", "replaced", id="markup"),
+    pytest.param(
         "{{ ('x' * 60000) | wordwrap(1, wrapstring='') }}", "too slow", id="wordwrap-quadratic"
     ),
     pytest.param("{{ data | tojson(indent=10**6) }}", "indented JSON", id="tojson-indent"),

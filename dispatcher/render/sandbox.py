@@ -5,10 +5,9 @@ each piece of output is counted, and each list, tuple, dict and `~` the template
 sized. Every filter, test, call, attribute lookup and the operators `*`, `**`, `+` and `%` are
 one step each, checked first by `render/guards.py` where they could build much from little and
 sized after. What runs between two steps is then at most a filter's work on one value of at
-most `max_output_chars`. So every
-render is cooperative and bounded: it cannot hang the event loop, whatever the template does
-(a render in a thread would not help: a thread cannot be stopped, and one long C call, such as
-building a gigabyte string, holds the interpreter anyway).
+most `max_output_chars`, so every render is cooperative and bounded: it cannot hang the event
+loop, whatever the template does. (A render in a thread would not do: a thread cannot be
+stopped, and one long C call, such as building a gigabyte string, holds the interpreter anyway.)
 
 The meter of the render under way is found through a context variable: the template cannot reach
 it, and the filters Jinja calls from deep inside find it all the same.
@@ -279,7 +278,8 @@ class _Metering(NodeTransformer):
 
 class _CodeGenerator(CodeGenerator):
     """Jinja's code generator, metered: output goes through `Sandbox.output`, `~` through
-    `Sandbox.joined`, and the parsed template through `_Metering` first."""
+    `Sandbox.joined`, and the parsed template through `_Metering` first. The `_output_*` hooks
+    are Jinja's own, not its public API: the output tests fail if a release renames them."""
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         _Metering(self.environment).visit(node)

@@ -5,6 +5,7 @@ raises before the work when its result would pass the limit: `'x'|center(10**9)`
 `s.replace('a', long)`, `range(n)|join(long)`, `'%999999999s' % x`, `n ** 10**6`. What can only
 grow its input a few times (escaping, case) is checked after, by `Meter.built`. `wordwrap`
 also does work quadratic in the length of a long word over the width, so that is bounded too.
+And `truncate`'s arguments, which Jinja checks with `assert`, are checked here with ValueError.
 """
 
 from __future__ import annotations
@@ -97,6 +98,22 @@ def _wordwrap(
             raise TemplateBudgetExceeded(f"wordwrap({width}) of {len(s)} characters is too slow")
 
 
+def _truncate(
+    meter: Meter,
+    s: object,
+    length: object = 255,
+    killwords: object = False,
+    end: object = "...",
+    leeway: object = None,
+    **_: object,
+) -> None:
+    # an AssertionError from Jinja, outside what a template may raise (found by fuzzing)
+    if isinstance(length, int) and isinstance(end, str) and length < len(end):
+        raise ValueError(f"truncate({length}) leaves no room for its end {end!r}")
+    if isinstance(leeway, int) and leeway < 0:
+        raise ValueError(f"truncate's leeway must not be negative, not {leeway}")
+
+
 #: filter name -> guard, called with the filter's arguments after Jinja's own
 FILTER_GUARDS: dict[str, Guard] = {
     "batch": _batch,
@@ -108,6 +125,7 @@ FILTER_GUARDS: dict[str, Guard] = {
     "slice": _slice,
     "sum": _sum,
     "tojson": _tojson,
+    "truncate": _truncate,
     "wordwrap": _wordwrap,
 }
 

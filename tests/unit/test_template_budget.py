@@ -364,3 +364,12 @@ def test_an_infinite_float_literal_renders_as_python_prints_it() -> None:
     own `inf` is still its own (undefined) variable."""
     source = "{{ 2e308 * 10 }} {{ [2e308, -2e308] }} {{ (2e308 - 2e308) | string }} {{ inf }}."
     assert run(source) == "inf [inf, -inf] nan ."
+
+
+@pytest.mark.parametrize(
+    "source", ["{{ 'abc' | truncate(0) }}", "{{ 'abc' | truncate(5, end='[cut]', leeway=-1) }}"]
+)
+def test_truncate_to_less_than_its_end_is_a_value_error(source: str) -> None:
+    """Jinja asserts these: AssertionError, outside the documented errors (found by fuzzing)."""
+    with pytest.raises(ValueError, match="truncate"):
+        run(source)

@@ -50,7 +50,7 @@ class Meter:
         "_clock",
         "_deadline",
         "_output",
-        "_steps",
+        "_steps_left",
         "_weights",
         "limit",
     )
@@ -59,14 +59,15 @@ class Meter:
         self._budget, self._clock = budget, clock
         self._deadline = clock() + budget.max_time_s
         self.limit = budget.max_output_chars
-        self._steps = self._output = self._built = 0
+        self._steps_left = budget.max_steps
+        self._output = self._built = 0
         #: id -> (weight, depth, the value): kept alive so that its id is not reused
         self._weights: dict[int, tuple[int, int, object]] = {}
 
     def step(self) -> None:
         """One loop iteration, call, filter or operator; the deadline is checked at each."""
-        self._steps += 1
-        if self._steps > self._budget.max_steps:
+        self._steps_left -= 1
+        if self._steps_left < 0:
             raise TemplateBudgetExceeded(
                 f"more than {self._budget.max_steps} steps (loop iterations, calls, filters)"
             )

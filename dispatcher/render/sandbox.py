@@ -46,6 +46,8 @@ from dispatcher.template_budget import TemplateBudget
 
 T = TypeVar("T")
 
+#: the meter of the render under way; unset outside one, where Jinja folding constants while it
+#: compiles meets a LookupError and leaves the expression to the render
 _METER: ContextVar[Meter] = ContextVar("template_meter")
 
 
@@ -66,13 +68,6 @@ def metered_render(
         _METER.reset(token)
 
 
-def _meter() -> Meter:
-    meter = _METER.get(None)
-    if meter is None:  # Jinja folds constants while compiling: leave this one to the render
-        raise SecurityError("evaluated only while rendering")
-    return meter
-
-
 class Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, where touching anything unsafe raises rather than renders empty,
     and where every render is metered (see the module's docstring)."""
@@ -91,11 +86,11 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.globals["namespace"] = _Namespace
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        _meter().step()  # filters such as `sort(attribute=...)` look up an attribute per item
+        _METER.get().step()  # filters such as `sort(attribute=...)` look up an attribute per item
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        _meter().step()
+        _METER.get().step()
         return super().getitem(obj, argument)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
@@ -103,14 +98,14 @@ class Sandbox(ImmutableSandboxedEnvironment):
         raise SecurityError(f"access to attribute {attribute!r} of {kind!r} object is unsafe")
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        meter = _meter()
+        meter = _METER.get()
         meter.step()
         guard_binop(meter, operator, left, right)
         return meter.built(super().call_binop(context, operator, left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         # named as Jinja names them, so that a keyword argument may be called `self`
-        meter = _meter()
+        meter = _METER.get()
         meter.step()
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's `loop(children)`
             args = (__self.metered_iter(args[0]), *args[1:])
@@ -144,23 +139,24 @@ class Sandbox(ImmutableSandboxedEnvironment):
     # called from the compiled template (see _CodeGenerator)
 
     def metered_iter(self, iterable: Iterable[T]) -> Iterator[T]:
-        meter = _meter()
+        meter = _METER.get()
         for item in iterable:
             meter.step()
             yield item
 
     def output(self, text: T) -> T:
-        return _meter().output(text)
+        return _METER.get().output(text)
 
     def built(self, value: T) -> T:
-        meter = _meter()
+        meter = _METER.get()
         meter.step()
         return meter.built(value)
 
     def joined(self, join: Callable[[Iterable[Any]], str], parts: tuple[Any, ...]) -> str:
-        meter = _meter()
+        meter = _METER.get()
         meter.step()
-        meter.fits(sum(meter.text_bound(part) for part in parts), "the joined text")
+        bound = meter.text_bound
+        meter.fits(sum(len(p) if type(p) is str else bound(p) for p in parts), "the joined text")
         return meter.built(join(parts))
 
 
@@ -172,7 +168,7 @@ def _metered(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def metered(*args: Any, **kwargs: Any) -> Any:
-        meter = _meter()
+        meter = _METER.get()
         meter.step()
         if name == "join" and len(args) > skip:  # counted before it is joined
             args = (*args[:skip], list(args[skip]), *args[skip + 1 :])
@@ -188,7 +184,7 @@ def _stepped(test: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(test)
     def stepped(*args: Any, **kwargs: Any) -> Any:
-        _meter().step()
+        _METER.get().step()
         return test(*args, **kwargs)
 
     return stepped
@@ -219,7 +215,7 @@ class _FieldSizes(SandboxedFormatter):
         self._written = 0
 
     def format_field(self, value: Any, format_spec: str) -> Any:
-        meter = _meter()
+        meter = _METER.get()
         meter.check_spec(format_spec)
         text = super().format_field(value, format_spec)
         self._written += len(text)
@@ -239,7 +235,7 @@ class _Namespace(Namespace):
     """`namespace()`, whose attributes may not hold a namespace (see `Meter.weigh`)."""
 
     def __setitem__(self, name: str, value: Any) -> None:
-        _meter().weigh(value)
+        _METER.get().weigh(value)
         super().__setitem__(name, value)
 
 

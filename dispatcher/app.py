@@ -5,6 +5,7 @@ Also serves health and metrics over HTTP and tells systemd how it is doing (sd_n
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import ssl
@@ -46,6 +47,7 @@ from dispatcher.subscriptions.models import (
 )
 from dispatcher.subscriptions.store import MemoryStore, SubscriptionStore, YamlStore, watch
 from dispatcher.systemd import Notifier, StatusLine, supervise
+from dispatcher.template_budget import TemplateBudget
 
 log = structlog.get_logger(__name__)
 
@@ -60,12 +62,12 @@ def tiers_of(settings: Settings) -> set[float]:
     return tiers
 
 
-def _slack(delivery: Delivery) -> SlackMessage:
-    return slack_message(delivery.event, delivery.subscription)
+def _slack(delivery: Delivery, budget: TemplateBudget) -> SlackMessage:
+    return slack_message(delivery.event, delivery.subscription, budget)
 
 
-def _email(delivery: Delivery) -> EmailMessage:
-    return email_message(delivery.event, delivery.subscription)
+def _email(delivery: Delivery, budget: TemplateBudget) -> EmailMessage:
+    return email_message(delivery.event, delivery.subscription, budget)
 
 
 def build_limiter(settings: Settings) -> RateLimiter:
@@ -90,21 +92,22 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     operator's own)."""
     rate, guard = settings.slack.rate, settings.delivery.guard
     most = settings.delivery.max_message_bytes
+    budget = settings.delivery.template_budget.budget
+    slack = functools.partial(_slack, budget=budget)
     channels: dict[str, Channel] = {
         "webhook": WebhookChannel(guard=guard, max_message_bytes=most),
-        "log": LogChannel(),
+        "log": LogChannel(budget),
         "slack": SlackChannel(
-            settings.slack, _slack, guard=guard, rate=rate, max_message_bytes=most
+            settings.slack, slack, guard=guard, rate=rate, max_message_bytes=most
         ),
-        "slack_webhook": SlackWebhookChannel(
-            _slack, guard=guard, rate=rate, max_message_bytes=most
-        ),
+        "slack_webhook": SlackWebhookChannel(slack, guard=guard, rate=rate, max_message_bytes=most),
     }
     if settings.smtp is not None:
         smtp = settings.smtp
         context = ssl.create_default_context(cafile=smtp.ca_file) if smtp.ca_file else None
+        email = functools.partial(_email, budget=budget)
         channels["email"] = EmailChannel(
-            smtp, _email, tls_context=context, rate=smtp.rate, max_message_bytes=most
+            smtp, email, tls_context=context, rate=smtp.rate, max_message_bytes=most
         )
     return channels
 
@@ -125,7 +128,10 @@ def build_store(
 
     key = environ.get("DISPATCHER_SECRET_KEY") or None
     try:
-        return SqlStore(settings.store.url.get_secret_value(), secret_key=key)
+        budget = settings.delivery.template_budget.budget
+        return SqlStore(
+            settings.store.url.get_secret_value(), secret_key=key, template_budget=budget
+        )
     except ValueError as exc:  # the key or the URL: said without either
         where = "$DISPATCHER_SECRET_KEY" if "secret key" in str(exc) else "store.url"
         raise ConfigError([ConfigProblem(where, None, "", str(exc))]) from None

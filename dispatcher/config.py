@@ -22,8 +22,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from dispatcher.errors import ConfigError, ConfigProblem
-from dispatcher.settings import Settings
+from dispatcher.settings import Settings, template_budget_in
 from dispatcher.subscriptions.models import SlackWebhookTarget, WebhookTarget
+from dispatcher.template_budget import validation_context
 
 BROKER_URL_ENV = "DISPATCHER_BROKER_URL"
 #: a config or subscriptions file larger than this is refused before it is parsed
@@ -358,7 +359,8 @@ class _Config:
 
     def validate(self) -> Settings | None:
         try:
-            return Settings.model_validate(self.data)
+            context = validation_context(template_budget_in(self.data))
+            return Settings.model_validate(self.data, context=context)
         except ValidationError as exc:
             for error in exc.errors(include_url=False, include_input=False):
                 issue = _issue_of(error)

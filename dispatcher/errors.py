@@ -5,6 +5,7 @@
      +-- BrokerError          the broker refused or lost something we needed (topology, confirms)
      +-- PublishError         a publish was not confirmed by the broker
      +-- UnknownSubscription  a command named a subscription the config does not have
+     +-- TemplateBudgetExceeded  a template's render ran past its steps, time or size
 
 Control-flow signals are not errors and live beside the code that raises them.
 """
@@ -52,3 +53,8 @@ class PublishError(DispatcherError):
 
 class UnknownSubscription(DispatcherError):
     """`test-target` or `render` named a subscription the config does not have."""
+
+
+class TemplateBudgetExceeded(DispatcherError):
+    """A template's render stopped: it took more steps or time, or built or wrote more text,
+    than `delivery.template_budget` allows (see `dispatcher.template_budget`)."""

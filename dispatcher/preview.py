@@ -33,6 +33,7 @@ def preview(delivery: Delivery, settings: Settings) -> dict[str, Any]:
     the webhook URL, the signature and custom header values are placeholders."""
     sub, event = delivery.subscription, delivery.event
     target = sub.target
+    budget = settings.delivery.template_budget.budget
     if isinstance(target, WebhookTarget):
         headers = {
             "Content-Type": "application/cloudevents+json",
@@ -48,13 +49,13 @@ def preview(delivery: Delivery, settings: Settings) -> dict[str, Any]:
             "body": json.loads(event.body),
         }
     if isinstance(target, SlackTarget | SlackWebhookTarget):
-        message = slack_message(event, sub)
+        message = slack_message(event, sub, budget)
         payload: dict[str, Any] = {"text": message.text, "blocks": message.blocks}
         if isinstance(target, SlackTarget):
             payload = {"channel": target.channel, "username": target.username, **payload}
         return {"payload": payload}
     if isinstance(target, EmailTarget):
-        mail = email_message(event, sub)
+        mail = email_message(event, sub, budget)
         return {
             "from": settings.smtp.sender if settings.smtp else "<smtp.from>",
             "to": list(target.to),
@@ -64,7 +65,7 @@ def preview(delivery: Delivery, settings: Settings) -> dict[str, Any]:
             "html": mail.html,
         }
     assert isinstance(target, LogTarget)
-    return {"text": text_message(event, sub)}
+    return {"text": text_message(event, sub, budget)}
 
 
 def render(delivery: Delivery, settings: Settings) -> str:

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -44,6 +45,7 @@ from dispatcher.subscriptions.models import (
     check_http_url,
     check_rate,
 )
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget
 
 _AMQP_NAME = r"^[A-Za-z0-9_.:\-]{1,255}$"
 #: the API's limits by default: `admin.max_body_bytes`, `admin.max_page_size`
@@ -211,6 +213,30 @@ def _check_cidr(value: str) -> str:
 Cidr = Annotated[str, AfterValidator(_check_cidr)]
 
 
+class TemplateBudgetSettings(_Section):
+    """What one render of a subscription's template may cost (see `dispatcher.template_budget`):
+    over it, a template is a config error at load and the default rendering at send time."""
+
+    max_steps: int = Field(default=DEFAULT_BUDGET.max_steps, ge=100, le=10_000_000)
+    max_time_s: float = Field(default=DEFAULT_BUDGET.max_time_s, gt=0, le=10)
+    #: the longest output, and the longest string or list a template may build on the way
+    max_output_chars: int = Field(default=DEFAULT_BUDGET.max_output_chars, ge=1024, le=2**24)
+
+    @property
+    def budget(self) -> TemplateBudget:
+        return TemplateBudget(self.max_steps, self.max_time_s, self.max_output_chars)
+
+
+def template_budget_in(data: object) -> TemplateBudget:
+    """The budget a config's raw data sets, before it is validated (templates are checked under
+    it); the default when it sets none, or sets it wrong, which validation then reports."""
+    try:
+        section = data["delivery"]["template_budget"]  # type: ignore[index]
+        return TemplateBudgetSettings.model_validate(section).budget
+    except (KeyError, TypeError, ValidationError):
+        return DEFAULT_BUDGET
+
+
 class DeliverySettings(_Section):
     #: quick tries in process before a retryable failure is handed to the retry tiers (a
     #: timeout goes to the tiers at once: a hanging target gets no second try in process)
@@ -247,6 +273,7 @@ class DeliverySettings(_Section):
     #: allow every loopback, private, link-local and CGNAT address (cloud metadata, multicast,
     #: reserved and unspecified addresses still need a CIDR in `allowed_networks`)
     allow_private_networks: bool = False
+    template_budget: TemplateBudgetSettings = Field(default_factory=TemplateBudgetSettings)
 
     _delays = field_validator("retry_delays")(check_delays)
     _age = field_validator("max_age", "disable_after")(check_duration)

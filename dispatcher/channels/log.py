@@ -11,6 +11,7 @@ from dispatcher.events import MATCH_ATTRIBUTES
 from dispatcher.rates import Rate
 from dispatcher.render import text_message
 from dispatcher.subscriptions.models import LogTarget
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget
 
 log = structlog.get_logger(__name__)
 
@@ -18,6 +19,9 @@ log = structlog.get_logger(__name__)
 class LogChannel:
     """Delivers by logging one `notification` line: the rendered text (what a person would read:
     the subscription's `text` template, else the default), then the event's facts as fields."""
+
+    def __init__(self, template_budget: TemplateBudget = DEFAULT_BUDGET) -> None:
+        self._budget = template_budget
 
     def target_key(self, delivery: Delivery) -> str:
         return "log"
@@ -33,7 +37,7 @@ class LogChannel:
         log.log(
             logging.getLevelNamesMapping()[target.level.upper()],
             "notification",
-            text=text_message(event, delivery.subscription),
+            text=text_message(event, delivery.subscription, self._budget),
             type=event.type,
             source=event.source,
             subject=event.subject,

@@ -7,7 +7,7 @@ per-subscription templates (Jinja2, sandboxed, validated at config load) replace
     slack_message(event, subscription)        Block Kit, escaped for mrkdwn, within Slack's limits
     email_message(event, subscription)        subject, text part and HTML part
     text_message(event, subscription)         plain text, for the log target
-    compile_template / validate_templates     config-time checks of the templates
+    compile_template / validate_template      config-time checks of the templates
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dispatcher.render.describe import COLOURS, Description, describe
 from dispatcher.render.email import email_message
 from dispatcher.render.facts import Status
 from dispatcher.render.slack import slack_message
-from dispatcher.render.templates import compile_template, validate_template, validate_templates
+from dispatcher.render.templates import compile_template, validate_template
 from dispatcher.render.text import text_message
 from dispatcher.render.values import escape_mrkdwn
 
@@ -36,7 +36,6 @@ __all__ = [
     "slack_message",
     "text_message",
     "validate_template",
-    "validate_templates",
 ]
 
 

@@ -14,6 +14,7 @@ from dispatcher.render.describe import Description, describe
 from dispatcher.render.templates import render, source_of
 from dispatcher.render.text import MAX_DETAILS, custom_text, email_text, footer
 from dispatcher.render.values import one_line, shorten
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget
 
 if TYPE_CHECKING:
     from dispatcher.render import EmailMessage
@@ -28,34 +29,43 @@ _VALUE = f"{_CELL};white-space:pre-wrap;word-break:break-word"
 _MUTED = "color:#868686;font-size:12px"
 
 
-def email_message(event: Event, subscription: Subscription) -> EmailMessage:
+def email_message(
+    event: Event, subscription: Subscription, budget: TemplateBudget = DEFAULT_BUDGET
+) -> EmailMessage:
     """The email for an event: the subscription's templates where it has them."""
     from dispatcher.render import EmailMessage  # defined by the package, which imports us
 
     description = describe(event)
+    text = custom_text(description, subscription, budget=budget)
+    html = _custom_html(description, subscription, budget)
     return EmailMessage(
-        subject=subject(description, subscription),
-        text=custom_text(description, subscription) or email_text(description, subscription),
-        html=_custom_html(description, subscription) or email_html(description, subscription),
+        subject=subject(description, subscription, budget),
+        text=text or email_text(description, subscription),
+        html=html or email_html(description, subscription),
     )
 
 
-def subject(description: Description, subscription: Subscription) -> str:
+def subject(
+    description: Description, subscription: Subscription, budget: TemplateBudget = DEFAULT_BUDGET
+) -> str:
     """The target's `subject` template, else the subscription's `email_subject`, else
     "[dispatcher] Deployment failed: web / prod-eu (PRODUCTION)": one line, at most 200."""
     target = subscription.target
     source = target.subject if target.type == "email" else None
     source = source or source_of(subscription, "email_subject")
-    rendered = one_line(render(source, "email_subject", description, subscription) or "")
+    rendered = render(source, "email_subject", description, subscription, budget=budget)
+    rendered = one_line(rendered or "")
     if not rendered:
         where = f": {description.where}" if description.where else ""
         rendered = f"{SUBJECT_PREFIX} {description.title}{where}"
     return shorten(rendered, MAX_SUBJECT)
 
 
-def _custom_html(description: Description, subscription: Subscription) -> str | None:
+def _custom_html(
+    description: Description, subscription: Subscription, budget: TemplateBudget
+) -> str | None:
     source = source_of(subscription, "email_html")
-    rendered = render(source, "email_html", description, subscription)
+    rendered = render(source, "email_html", description, subscription, budget=budget)
     return rendered if rendered and rendered.strip() else None
 
 

@@ -15,6 +15,7 @@ from dispatcher.render.describe import Description, describe
 from dispatcher.render.templates import render_blocks
 from dispatcher.render.text import custom_text
 from dispatcher.render.values import escape_mrkdwn, one_line
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget
 
 if TYPE_CHECKING:
     from dispatcher.render import SlackMessage
@@ -35,15 +36,17 @@ ELLIPSIS = "\u2026"
 CUT = f"{ELLIPSIS}(truncated)"
 
 
-def slack_message(event: Event, subscription: Subscription) -> SlackMessage:
+def slack_message(
+    event: Event, subscription: Subscription, budget: TemplateBudget = DEFAULT_BUDGET
+) -> SlackMessage:
     """The Slack message for an event: the subscription's templates where it has them."""
     from dispatcher.render import SlackMessage  # defined by the package, which imports us
 
     description = describe(event)
-    custom = custom_text(description, subscription, slack=True)
+    custom = custom_text(description, subscription, slack=True, budget=budget)
     # a template's text is written for Slack, with the event's strings escaped going in
     text = cut(custom, MAX_TEXT) if custom else fit(f"{description.emoji} {description.headline}")
-    blocks = render_blocks(description, subscription)
+    blocks = render_blocks(description, subscription, budget)
     return SlackMessage(
         text=text,
         blocks=clamp(blocks) if blocks else default_blocks(description, subscription),

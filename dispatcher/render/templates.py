@@ -3,7 +3,9 @@
 A template sees `event` (the attributes and `data`), `data`, `subscription` (`name`,
 `description`) and `describe` (the `Description`), plus a `mrkdwn` filter that escapes for
 Slack. A missing data item renders empty (data differs between events); anything the sandbox
-forbids raises. At send time a failing template is logged and the default rendering is used.
+forbids raises. Every render is held to a `TemplateBudget` (steps, seconds, characters; see
+`dispatcher/template_budget.py`): at load a template that exceeds it is a config error, and at
+send time a failing template, over budget or not, is logged and the default rendering is used.
 
 When a template's output goes to Slack (`slack_blocks`, and `text` as Slack's fallback), every
 string it sees from the event is escaped for mrkdwn before it renders, whatever the template
@@ -15,58 +17,45 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import structlog
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined
-from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import Template, TemplateError, TemplateSyntaxError, Undefined
 
+from dispatcher.errors import TemplateBudgetExceeded
 from dispatcher.events import Event, encode
 from dispatcher.render.describe import Description, describe
+from dispatcher.render.sandbox import Sandbox, metered_render
 from dispatcher.render.values import escape_mrkdwn, shorten
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget
 
 if TYPE_CHECKING:
-    from dispatcher.subscriptions.models import Subscription, Templates
+    from dispatcher.subscriptions.models import Subscription
 
 log = structlog.get_logger(__name__)
 
 Part = Literal["text", "slack_blocks", "email_subject", "email_html"]
 PARTS: tuple[Part, ...] = ("text", "slack_blocks", "email_subject", "email_html")
-_MAX_EXPONENT = 1000
-_MAX_REPEAT = 100_000  # the longest string or list `*` may build: as the sandbox's MAX_RANGE
 _ERROR_CHARS = 300
 
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, where touching anything unsafe raises rather than renders empty,
-    and `**` and `*` cannot be used to exhaust the CPU or memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
-        kind = type(obj).__name__
-        raise SecurityError(f"access to attribute {attribute!r} of {kind!r} object is unsafe")
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is larger than {_MAX_EXPONENT}")
-        if operator == "*":
-            for sequence, times in ((left, right), (right, left)):
-                if (
-                    isinstance(sequence, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(sequence) * times > _MAX_REPEAT
-                ):
-                    raise SecurityError(f"'*' would build more than {_MAX_REPEAT} items")
-        return super().call_binop(context, operator, left, right)
+#: What rendering a team's template may raise: Jinja's errors (the sandbox's SecurityError among
+#: them), the budget's, and Python's for an operation the template asked for (`1/0`, `'a' + 1`,
+#: `x|dictsort` of a list). Anything else is a bug in dispatcher, which the fuzz tests look for.
+RENDER_ERRORS = (
+    TemplateError,
+    TemplateBudgetExceeded,
+    ArithmeticError,
+    AttributeError,
+    LookupError,
+    TypeError,
+    ValueError,
+)
 
 
-def _sandbox(*, autoescape: bool, escaped_input: bool = False) -> _Sandbox:
-    environment = _Sandbox(autoescape=autoescape, undefined=ChainableUndefined)
-    environment.filters["mrkdwn"] = str if escaped_input else escape_mrkdwn
+def _sandbox(*, autoescape: bool, escaped_input: bool = False) -> Sandbox:
+    mrkdwn = str if escaped_input else escape_mrkdwn
+    environment = Sandbox(autoescape=autoescape, filters={"mrkdwn": mrkdwn})
     # A missing data item is null in `tojson`, as it is empty in text: data differs by event.
     environment.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": _json_default}
     return environment
@@ -90,6 +79,8 @@ def compile_template(source: str, *, html: bool = False) -> Template:
         return (_HTML if html else _TEXT).from_string(source)
     except TemplateSyntaxError as error:
         raise ValueError(f"template line {error.lineno}: {error.message}") from None
+    except (RecursionError, SyntaxError, MemoryError):  # Jinja's parser or Python's compiler
+        raise ValueError("nested too deeply to compile") from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -99,23 +90,17 @@ def _compiled(source: str, html: bool, slack: bool) -> Template:
     return compile_template(source, html=html)
 
 
-def validate_templates(templates: Templates) -> None:
-    """Compile every template given and render each once against a sample deployment event;
-    ValueError naming the template ("slack_blocks: ...") for the first that fails."""
-    for part in PARTS:
-        source = getattr(templates, part)
-        if source is not None:
-            try:
-                validate_template(part, source)
-            except ValueError as error:
-                raise ValueError(f"{part}: {error}") from None
-
-
-def validate_template(part: Part, source: str) -> None:
-    """Compile one template and render it against the sample event, or ValueError."""
+def validate_template(part: Part, source: str, budget: TemplateBudget = DEFAULT_BUDGET) -> None:
+    """Compile one template and render it against the sample event within `budget`, or
+    ValueError."""
     template = compile_template(source, html=part == "email_html")
+    values = context(sample_description(), "sample", "")
     try:
-        rendered = template.render(context(sample_description(), "sample", ""))
+        rendered = metered_render(template, values, budget)
+    except TemplateBudgetExceeded as error:
+        raise ValueError(
+            f"exceeds delivery.template_budget on a sample deployment event: {_explain(error)}"
+        ) from None
     except Exception as error:  # noqa: BLE001 (any failure of a team's template is a config error)
         raise ValueError(f"fails on a sample deployment event: {_explain(error)}") from None
     if part == "slack_blocks":
@@ -176,22 +161,25 @@ def render(
     subscription: Subscription,
     *,
     slack: bool = False,
+    budget: TemplateBudget = DEFAULT_BUDGET,
 ) -> str | None:
-    """The rendered template, or None when there is none or it failed (logged as a warning).
-    With `slack`, the template sees the event escaped for mrkdwn."""
+    """The rendered template, or None when there is none or it failed or ran over `budget`
+    (logged as a warning). With `slack`, the template sees the event escaped for mrkdwn."""
     if source is None:
         return None
     try:
         template = _compiled(source, part == "email_html", slack)
         values = context(description, subscription.name, subscription.description, slack=slack)
-        return template.render(values)
+        return metered_render(template, values, budget)
     except Exception as error:  # noqa: BLE001 (bad data must not stop a notification: fall back)
         _warn(part, description, subscription, error)
         return None
 
 
 def render_blocks(
-    description: Description, subscription: Subscription
+    description: Description,
+    subscription: Subscription,
+    budget: TemplateBudget = DEFAULT_BUDGET,
 ) -> list[dict[str, Any]] | None:
     """The `slack_blocks` template rendered and parsed, or None (a failure is logged)."""
     rendered = render(
@@ -200,6 +188,7 @@ def render_blocks(
         description,
         subscription,
         slack=True,
+        budget=budget,
     )
     if rendered is None:
         return None

@@ -12,6 +12,7 @@ from dispatcher.events import Event
 from dispatcher.render.describe import Description, describe
 from dispatcher.render.templates import render, source_of
 from dispatcher.render.values import one_line
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget
 
 if TYPE_CHECKING:
     from dispatcher.subscriptions.models import Subscription
@@ -20,19 +21,25 @@ MAX_DETAILS = 500  # data items listed in plain text and email; more are counted
 _INDENT = "    "
 
 
-def text_message(event: Event, subscription: Subscription) -> str:
+def text_message(
+    event: Event, subscription: Subscription, budget: TemplateBudget = DEFAULT_BUDGET
+) -> str:
     """The plain text notification: the subscription's `text` template, else the default."""
     description = describe(event)
-    return custom_text(description, subscription) or default_text(description)
+    return custom_text(description, subscription, budget=budget) or default_text(description)
 
 
 def custom_text(
-    description: Description, subscription: Subscription, *, slack: bool = False
+    description: Description,
+    subscription: Subscription,
+    *,
+    slack: bool = False,
+    budget: TemplateBudget = DEFAULT_BUDGET,
 ) -> str | None:
     """The rendered `text` template, or None when there is none, it fails or renders blank.
     With `slack`, rendered for Slack: the event's strings escaped for mrkdwn."""
     source = source_of(subscription, "text")
-    rendered = render(source, "text", description, subscription, slack=slack)
+    rendered = render(source, "text", description, subscription, slack=slack, budget=budget)
     return rendered if rendered and rendered.strip() else None
 
 

@@ -14,6 +14,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from dispatcher.subscriptions.matcher import compile_glob
 from dispatcher.subscriptions.models import Subscription, normalise_event_name
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget, validation_context
 
 #: the most subscriptions one page holds
 MAX_PAGE = 1000
@@ -22,11 +23,12 @@ _LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,62}")
 _MASK = "**********"
 
 
-def validated(body: Mapping[str, Any]) -> Subscription:
-    """The subscription of a body, or its ValidationError with the input values left out: they
-    may be secrets, given now or (in an update) stored before."""
+def validated(body: Mapping[str, Any], budget: TemplateBudget = DEFAULT_BUDGET) -> Subscription:
+    """The subscription of a body (its templates checked under `budget`), or its ValidationError
+    with the input values left out: they may be secrets, given now or (in an update) stored
+    before."""
     try:
-        return Subscription.model_validate(body)
+        return Subscription.model_validate(body, context=validation_context(budget))
     except ValidationError as error:
         problems = [
             InitErrorDetails(

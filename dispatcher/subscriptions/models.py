@@ -12,14 +12,21 @@ import base64
 import binascii
 import functools
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 
 from dispatcher.durations import parse_duration
 from dispatcher.rates import Rate
 from dispatcher.redaction import SECRET, SECRET_URL, HidesSecrets, check_plain_authority
+from dispatcher.template_budget import budget_in
 
 #: Resources and actions of the seeds' event names, and the synonyms they use for actions.
 RESOURCES = frozenset(
@@ -227,11 +234,11 @@ class EmailTarget(_Model):
 
     @field_validator("subject")
     @classmethod
-    def _subject(cls, subject: str | None) -> str | None:
+    def _subject(cls, subject: str | None, info: ValidationInfo) -> str | None:
         if subject is not None:
             from dispatcher.render.templates import validate_template  # lazily: keeps Jinja2 out
 
-            validate_template("email_subject", subject)
+            validate_template("email_subject", subject, budget_in(info.context))
         return subject
 
 
@@ -243,19 +250,24 @@ Target = Annotated[
 
 class Templates(_Model):
     """Per-subscription Jinja2 templates (sandboxed), each replacing one part of the default
-    message. They see `event` (attributes, `data`) and `subscription`."""
+    message. They see `event` (attributes, `data`) and `subscription`, and are checked under
+    the template budget the validation context carries (`render.budget.validation_context`)."""
 
     text: str | None = None  # Slack's `text` fallback, the log line, the email's text part
     slack_blocks: str | None = None  # must render to a JSON list of Block Kit blocks
     email_subject: str | None = None
     email_html: str | None = None
 
-    @model_validator(mode="after")
-    def _compiles_and_renders(self) -> Templates:
-        from dispatcher.render.templates import validate_templates  # lazily: keeps Jinja2 out
+    @field_validator("text", "slack_blocks", "email_subject", "email_html")
+    @classmethod
+    def _compiles_and_renders(cls, source: str | None, info: ValidationInfo) -> str | None:
+        """Each template on its own, so that an error has the line of its own key."""
+        from dispatcher.render.templates import validate_template  # lazily: keeps Jinja2 out
 
-        validate_templates(self)
-        return self
+        if source is not None:
+            part: Any = info.field_name  # one of PARTS, as the field names are
+            validate_template(part, source, budget_in(info.context))
+        return source
 
 
 def check_duration(text: str) -> str:

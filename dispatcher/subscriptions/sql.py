@@ -49,6 +49,7 @@ from dispatcher.subscriptions.editing import (
 from dispatcher.subscriptions.models import Subscription
 from dispatcher.subscriptions.sealing import CannotUnseal, SecretBox
 from dispatcher.subscriptions.sql_engine import async_url, engine_for
+from dispatcher.template_budget import DEFAULT_BUDGET, TemplateBudget, validation_context
 
 #: the newest schema revision, which `SqlStore.migrate()` brings a database to
 HEAD = migrations.HEAD
@@ -116,7 +117,8 @@ class SqlStore:
     """Subscriptions in SQLite or PostgreSQL, edited one at a time and loaded as a whole.
 
     `secret_key` (a Fernet key, from DISPATCHER_SECRET_KEY) seals secrets at rest; without one
-    they are stored in plain text and `encrypted` is False. `clock` gives aware times.
+    they are stored in plain text and `encrypted` is False. `clock` gives aware times. Templates
+    are checked under `template_budget` when written and when read.
     """
 
     def __init__(
@@ -125,7 +127,9 @@ class SqlStore:
         *,
         secret_key: str | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        template_budget: TemplateBudget = DEFAULT_BUDGET,
     ) -> None:
+        self._budget = template_budget
         self._box = SecretBox(secret_key)
         engine_url = async_url(url)
         self.description = make_url(url).render_as_string(hide_password=True)
@@ -203,7 +207,7 @@ class SqlStore:
         labels: Mapping[str, str] | None = None,
     ) -> StoredSubscription:
         """Store a new subscription. ValidationError (without input values) for a bad body."""
-        subscription = validated(body)
+        subscription = validated(body, self._budget)
         owner = checked_owner(owner)
         label_map = checked_labels(labels or {})
         now = self._now()
@@ -289,7 +293,7 @@ class SqlStore:
             row = await schema.find_row(conn, id_or_name)
             if row is None:
                 raise NotFound(id_or_name)
-            subscription = validated(merge_patch(self._body(row), patch))
+            subscription = validated(merge_patch(self._body(row), patch), self._budget)
             kept_owner: str | None = row.owner if isinstance(new_owner, _Keep) else new_owner
             now = self._now()
             try:
@@ -371,7 +375,8 @@ class SqlStore:
 
     def _subscription(self, row: Row[Any]) -> Subscription:
         try:
-            return Subscription.model_validate(self._body(row))
+            context = validation_context(self._budget)
+            return Subscription.model_validate(self._body(row), context=context)
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"

@@ -43,6 +43,8 @@ RULES = {
 PRIVATE_RULES = frozenset({"loopback", "private", "link-local", "cgnat"})
 #: how to lift a refusal, for reasons and errors
 HOW_TO_ALLOW = "allow it with delivery.allowed_networks (CIDRs) or delivery.allow_private_networks"
+#: the same, for what allow_private_networks does not let through
+HOW_TO_ALLOW_BY_CIDR = "allow it with a CIDR naming it in delivery.allowed_networks"
 
 _TABLE: tuple[tuple[IPNetwork, str], ...] = tuple(
     (ipaddress.ip_network(cidr), rule)
@@ -92,7 +94,8 @@ class AddressRefused(OSError):
 
     def __init__(self, address: str, rule: str) -> None:
         self.address, self.rule = address, rule
-        super().__init__(f"{address} is {RULES[rule]}; {HOW_TO_ALLOW}")
+        how = HOW_TO_ALLOW if rule in PRIVATE_RULES else HOW_TO_ALLOW_BY_CIDR
+        super().__init__(f"{address} is {RULES[rule]}; {how}")
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:

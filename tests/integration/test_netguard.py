@@ -25,7 +25,7 @@ from dispatcher.channels.httpclient import HttpClient, Origin
 from dispatcher.channels.slack import SlackChannel, SlackWebhookChannel
 from dispatcher.channels.webhook import WebhookChannel
 from dispatcher.events import new_event
-from dispatcher.netguard import HOW_TO_ALLOW, NetworkGuard, Resolved
+from dispatcher.netguard import HOW_TO_ALLOW, HOW_TO_ALLOW_BY_CIDR, NetworkGuard, Resolved
 from dispatcher.render import SlackMessage
 from dispatcher.settings import SlackSettings
 from dispatcher.subscriptions.models import Subscription
@@ -74,7 +74,7 @@ def refused(result: SendResult) -> SendFailed:
     """A permanent failure that says how to allow the address and shows no secret."""
     assert isinstance(result, SendFailed), result
     assert not result.retryable
-    assert result.reason.endswith(HOW_TO_ALLOW)
+    assert result.reason.endswith((HOW_TO_ALLOW, HOW_TO_ALLOW_BY_CIDR))
     for secret in SECRETS:
         assert secret not in result.reason
     return result
@@ -140,7 +140,7 @@ async def test_a_name_connects_to_the_checked_address_and_cannot_rebind(sink: Si
     # a fresh connection looks the name up again: it now points at the metadata service
     assert refused(await send(WebhookChannel(guard=guard), hooks)).reason == (
         f"not posting to http://hooks.test:{port}: 169.254.169.254 is a cloud metadata address;"
-        f" {HOW_TO_ALLOW}"
+        f" {HOW_TO_ALLOW_BY_CIDR}"
     )
     second = webhook("s", f"http://second.test:{port}/b")
     assert await send(WebhookChannel(guard=guard), second) == SendOk("HTTP 204")
@@ -232,7 +232,7 @@ async def test_slack_targets_are_refused_before_connecting() -> None:
     token = subscription("bot", {"type": "slack", "token": "xoxb-1-secret", "channel": "#d"})
     assert refused(await send(metadata, token)).reason == (
         "slack chat.postMessage to #d: not posting to http://169.254.169.254: "
-        f"169.254.169.254 is a cloud metadata address; {HOW_TO_ALLOW}"
+        f"169.254.169.254 is a cloud metadata address; {HOW_TO_ALLOW_BY_CIDR}"
     )
     hooks = SlackWebhookChannel(render)  # public addresses only: the stand-in's is loopback
     async with SlackWebhookStandin() as standin:
@@ -336,7 +336,9 @@ async def test_the_api_refuses_a_forbidden_literal_host_with_422(
             error = (await response.json())["error"]
         assert error == {
             "code": "invalid",
-            "message": f"refused: 169.254.169.254 is a cloud metadata address; {HOW_TO_ALLOW}",
+            "message": (
+                f"refused: 169.254.169.254 is a cloud metadata address; {HOW_TO_ALLOW_BY_CIDR}"
+            ),
             "field": "target.url",
         }
         # loopback is allowed in this config; a patch to another forbidden host is refused

@@ -163,8 +163,7 @@ def test_event_names_arrive_normalised() -> None:
         pytest.param(
             ONE.replace("https://example.com/hook", "http://169.254.169.254/latest/meta-data/"),
             "config.yaml:6: subscriptions[ops].target.url: refused: 169.254.169.254 is a cloud "
-            "metadata address; allow it with delivery.allowed_networks (CIDRs) or "
-            "delivery.allow_private_networks",
+            "metadata address; allow it with a CIDR naming it in delivery.allowed_networks",
             id="webhook-to-cloud-metadata",
         ),
         pytest.param(

@@ -108,6 +108,12 @@ def test_by_default_only_public_addresses_pass() -> None:
         "or delivery.allow_private_networks"
     )
     assert isinstance(refused.value, OSError)  # what connecting raises: callers handle it there
+    with pytest.raises(AddressRefused) as metadata:  # allow_private_networks would not do
+        guard.check("169.254.169.254")
+    assert str(metadata.value) == (
+        "169.254.169.254 is a cloud metadata address; "
+        "allow it with a CIDR naming it in delivery.allowed_networks"
+    )
 
 
 def test_allowed_networks_allow_exactly_themselves() -> None:

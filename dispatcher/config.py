@@ -177,6 +177,24 @@ def _parse(file: str, text: str) -> _Parsed:
     return _Parsed(file, data, walker.lines, walker.issues, [])
 
 
+def read_yaml(file: str, text: str) -> Any:
+    """Plain data from YAML text under the config loader's rules (nesting, aliases, control
+    characters, duplicate keys): for files other than the config, such as what `dispatcher
+    subscriptions import` reads. ConfigError, with lines, for what it refuses."""
+    parsed = _parse(file, text)
+    problems = parsed.problems + [
+        ConfigProblem(file, issue.line, "", f"{_dotted(issue.path)}: {issue.message}")
+        for issue in parsed.issues
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return parsed.data
+
+
+def _dotted(path: DataPath) -> str:
+    return ".".join(str(part) for part in path)
+
+
 class _TooLarge(ValueError):
     """A file over the size limit: not read whole, not parsed."""
 

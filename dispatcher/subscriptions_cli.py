@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -39,6 +39,7 @@ from dispatcher.cli_output import (
     emit,
     emit_error,
 )
+from dispatcher.errors import ConfigError
 from dispatcher.subscriptions.store import FileSubscription
 from dispatcher.subscriptions.transfer import (
     expanded,
@@ -50,6 +51,7 @@ from dispatcher.subscriptions.transfer import (
 
 if TYPE_CHECKING:
     from dispatcher.events import Event
+    from dispatcher.netguard import NetworkGuard
     from dispatcher.settings import Settings
     from dispatcher.subscriptions.models import Subscription
     from dispatcher.subscriptions.sql import SqlStore, StoredSubscription
@@ -266,8 +268,9 @@ def _given(args: argparse.Namespace, settings: Settings) -> _Given | int:
     if action == "match":
         event = _read_event(args, settings)
         return event if isinstance(event, int) else _Given(event=event)
+    guard = settings.delivery.guard
     if action == "edit" and args.set:
-        return _set_patch(args, args.set)
+        return _guarded_patch(args, _set_patch(args, args.set), guard)
     path = args.patch if action == "edit" else args.file if action in ("add", "import") else None
     if path is None:
         return _Given()
@@ -282,8 +285,30 @@ def _given(args: argparse.Namespace, settings: Settings) -> _Given | int:
             return emit_error(args, "usage", EXIT_USAGE, f"{path}: not JSON: {exc}")
         if not isinstance(patch, dict):
             return emit_error(args, "usage", EXIT_USAGE, f"{path}: a patch is a JSON object")
-        return _Given(patch=patch)
-    return _read_items(args, path, raw)
+        return _guarded_patch(args, _Given(patch=patch), guard)
+    return _read_items(args, path, raw, guard)
+
+
+def _guarded_patch(
+    args: argparse.Namespace, given: _Given | int, guard: NetworkGuard
+) -> _Given | int:
+    """The patch, unless it points the target at an address the network guard refuses."""
+    if isinstance(given, int) or given.patch is None:
+        return given
+    problems = _refused_host(given.patch, guard)
+    if not problems:
+        return given
+    lines = [f"{at}: {what}" for at, what in problems]
+    return emit_error(args, "invalid_subscription", EXIT_USAGE, "the change is not valid", lines)
+
+
+def _refused_host(body: Mapping[str, Any], guard: NetworkGuard) -> list[tuple[str, str]]:
+    """A target URL naming an address the guard refuses (a literal one, or localhost), as the
+    config loader and the API refuse it; a name is judged when delivery resolves it."""
+    target = body.get("target")
+    url = target.get("url") if isinstance(target, dict) else None
+    refused = guard.host_refusal(url) if isinstance(url, str) else None
+    return [] if refused is None else [("target.url", f"refused: {refused}")]
 
 
 def _set_patch(args: argparse.Namespace, assignments: list[tuple[list[str], Any]]) -> _Given | int:
@@ -299,16 +324,17 @@ def _set_patch(args: argparse.Namespace, assignments: list[tuple[list[str], Any]
     return _Given(patch=patch)
 
 
-def _read_items(args: argparse.Namespace, path: str, raw: bytes) -> _Given | int:
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:  # its problem and line, not its snippet: it may hold a secret
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        return emit_error(args, "usage", EXIT_USAGE, f"{where}: {problem}")
-    except RecursionError:  # PyYAML composes nested nodes recursively: `[[[[...]]]]`
-        return emit_error(args, "usage", EXIT_USAGE, f"{path}: nested too deep")
+def _read_items(
+    args: argparse.Namespace, path: str, raw: bytes, guard: NetworkGuard
+) -> _Given | int:
+    from dispatcher.config import read_yaml
+
+    try:  # the config loader's rules: nesting, aliases, lines; problems without snippets
+        data = read_yaml(path, raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return emit_error(args, "usage", EXIT_USAGE, f"{path}: not UTF-8 (byte {exc.start})")
+    except ConfigError as exc:
+        return emit_error(args, "usage", EXIT_USAGE, str(exc.problems[0]))
     single = isinstance(data, dict) and "subscriptions" not in data
     if isinstance(data, dict) and list(data) == ["subscriptions"]:
         data = data["subscriptions"]
@@ -322,7 +348,7 @@ def _read_items(args: argparse.Namespace, path: str, raw: bytes) -> _Given | int
     for index, entry in enumerate(entries):
         name = entry.get("name") if isinstance(entry, dict) else None
         label = name if isinstance(name, str) and name else str(index)
-        found = _item(entry)
+        found = _item(entry, guard)
         if isinstance(found, _Item) and found.subscription.name in seen:
             found = [("name", f"{label!r} is in the file twice")]
         if isinstance(found, _Item):
@@ -340,7 +366,7 @@ def _joined(where: str, at: str) -> str:
     return f"{where}.{at}" if where and at else where or at or "(body)"
 
 
-def _item(entry: Any) -> _Item | list[tuple[str, str]]:
+def _item(entry: Any, guard: NetworkGuard) -> _Item | list[tuple[str, str]]:
     """The subscription of one entry, or its problems as (field, message)."""
     from pydantic import ValidationError
 
@@ -357,6 +383,7 @@ def _item(entry: Any) -> _Item | list[tuple[str, str]]:
     if "labels" in meta and meta["labels"] is None:
         meta["labels"] = {}
     problems += _meta_problems(meta.get("owner"), meta.get("labels", {}))
+    problems += _refused_host(body, guard)
     try:
         subscription = validated(body)
     except ValidationError as exc:

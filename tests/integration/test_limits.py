@@ -197,4 +197,6 @@ def test_subscriptions_add_refuses_yaml_nested_past_the_stack(
     deep = tmp_path / "deep.yaml"
     deep.write_text("- " + "[" * 5000 + "]" * 5000 + "\n")
     assert cli.main(["subscriptions", "add", str(deep), "-c", str(config)]) == 2
-    assert capsys.readouterr().err.strip() == f"dispatcher subscriptions: {deep}: nested too deep"
+    assert capsys.readouterr().err.strip() == (
+        f"dispatcher subscriptions: {deep}:1: nested more than 100 levels deep"
+    )

@@ -492,3 +492,59 @@ def test_an_unreachable_database_is_exit_1_without_the_password(
     assert error["code"] == "store"
     assert error["message"].startswith(f"postgresql://app:***@127.0.0.1:{port}/db: ")
     assert "pg-s3cret-pw" not in out + err
+
+
+def test_a_target_at_an_address_the_guard_refuses_is_not_stored(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    """As the config loader and the API refuse it (issue 14, SSRF): a literal address, and only
+    where delivery.allowed_networks does not allow it; names are judged at send time."""
+    config = store_config(tmp_path)
+    c = ("-c", str(config))
+    url = "http://169.254.169.254/latest/meta-data/"
+    meta = {"name": "meta", "events": ["*"], "target": {"type": "webhook", "url": url}}
+    metadata = (
+        "refused: 169.254.169.254 is a cloud metadata address; "
+        "allow it with a CIDR naming it in delivery.allowed_networks"
+    )
+    code, error = run_json(capsys, "add", write(tmp_path / "meta.yaml", meta), *c)
+    assert (code, error["error"]["problems"]) == (2, [f"target.url: {metadata}"])
+    code, error = run_json(capsys, "import", write(tmp_path / "two.yaml", [quiet(), meta]), *c)
+    assert (code, error["error"]["problems"]) == (
+        2,
+        [f"subscriptions[meta].target.url: {metadata}"],
+    )
+    assert run_json(capsys, "list", *c)[1]["items"] == []  # nothing of a refused file stored
+
+    assert run(capsys, "add", write(tmp_path / "ops.yaml", ops()), *c)[0] == 0
+    code, error = run_json(capsys, "edit", "ops", "--set", "target.url=http://127.0.0.1:5672/", *c)
+    assert (code, error["error"]["problems"]) == (
+        2,
+        [
+            "target.url: refused: 127.0.0.1 is a loopback address; allow it with "
+            "delivery.allowed_networks (CIDRs) or delivery.allow_private_networks"
+        ],
+    )
+    assert stored(config)["ops"]["target"]["url"] == HOOK_URL  # unchanged
+
+    config.write_text(config.read_text() + "delivery: {allowed_networks: [127.0.0.0/8]}\n")
+    code, _ = run_json(capsys, "edit", "ops", "--set", "target.url=http://127.0.0.1:5672/", *c)
+    assert code == 0
+
+
+def test_an_import_file_is_read_under_the_config_loaders_rules(
+    tmp_path: Path, capsys: Capture
+) -> None:
+    """Nesting past 100 levels and aliases that multiply are refused with their line, as in the
+    config file, instead of a RecursionError or a file that grows without bound in memory."""
+    config = store_config(tmp_path)
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb.write_text("\n".join(lines) + "\n")
+    code, error = run_json(capsys, "import", str(bomb), "-c", str(config))
+    assert (code, error["error"]["message"]) == (
+        2,
+        f"{bomb}: more than 100000 values: aliases nested too deep?",
+    )
+    assert run_json(capsys, "list", "-c", str(config))[1]["items"] == []

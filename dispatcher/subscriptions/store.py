@@ -72,8 +72,8 @@ class YamlStore:
 
     async def load(self) -> Sequence[Subscription]:
         fresh = load_settings(self._path)
-        if fresh.smtp != self._settings.smtp or fresh.slack != self._settings.slack:
-            log.warning("`smtp:` or `slack:` changed; restart to apply them")
+        if changed := _changed_sections(self._settings, fresh):
+            log.warning("only subscriptions are reloaded; restart to apply", changed=changed)
         return tuple(fresh.subscriptions)
 
     async def close(self) -> None:
@@ -117,6 +117,17 @@ class FileSubscription:
     @property
     def id(self) -> str:
         return self.subscription.name
+
+
+def _changed_sections(running: Settings, fresh: Settings) -> list[str]:
+    """The sections of the file, other than its subscriptions, that differ from the running
+    ones (`delivery.allowed_networks`, `smtp:`, the broker...): a reload does not apply them."""
+    kept = ("subscriptions", "subscriptions_file")
+    return [
+        name
+        for name in type(running).model_fields
+        if name not in kept and getattr(running, name) != getattr(fresh, name)
+    ]
 
 
 def _stat(file: str) -> tuple[int, int] | None:

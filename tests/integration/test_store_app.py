@@ -58,6 +58,18 @@ async def test_an_edited_config_file_is_applied_without_a_signal_and_a_broken_on
         async with running(config) as app:
             write_config(config, names, [hook("first"), hook("second")], store=store)
             await wait_until(lambda: len(app.pipeline.matcher) == 2, what="the edited file applied")
+            assert not [log for log in logs if log["event"].startswith("only subscriptions")]
+            # another section changed: the subscriptions are applied, and a warning says so
+            delivery = {"allowed_networks": ["127.0.0.0/8"]}
+            write_config(
+                config, names, [hook("first"), hook("second")], store=store, delivery=delivery
+            )
+            await wait_until(
+                lambda: any(log["event"].startswith("only subscriptions") for log in logs),
+                what="the changed delivery section named",
+            )
+            [warning] = [log for log in logs if log["event"].startswith("only subscriptions")]
+            assert (warning["log_level"], warning["changed"]) == ("warning", ["delivery"])
             config.write_text(config.read_text().replace("subscriptions:", "subscriptions: [oops"))
             await wait_until(
                 lambda: any(log["event"].startswith("reload refused") for log in logs),

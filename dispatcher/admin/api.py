@@ -214,7 +214,7 @@ class Api:
     async def openapi(self, _request: web.Request) -> web.Response:
         from dispatcher.admin.openapi import document
 
-        return web.json_response(document(), dumps=_dumps)
+        return web.json_response(document(self._max_page), dumps=_dumps)
 
     # --- the routes
 

@@ -28,8 +28,9 @@ def _ok(description: str, schema: str) -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
-    """The whole document; `servers` is relative, so it holds wherever the API is mounted."""
+def document(max_page: int = API_MAX_PAGE) -> dict[str, Any]:
+    """The whole document; `servers` is relative, so it holds wherever the API is mounted.
+    `max_page`: the deployment's `admin.max_page_size`, the most `limit` it takes."""
     subscription = Subscription.model_json_schema(ref_template=_REF, mode="validation")
     schemas: dict[str, Any] = subscription.pop("$defs", {})
     schemas["Subscription"] = subscription
@@ -113,7 +114,7 @@ def document() -> dict[str, Any]:
                         _query("enabled", {"type": "string", "enum": ["true", "false"]}),
                         _query("label", {"type": "string", "pattern": "^[^=]+=.*$"}),
                         _query("owner", {"type": "string"}),
-                        _query("limit", {"type": "integer", "minimum": 1, "maximum": API_MAX_PAGE}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": max_page}),
                         _query("cursor", {"type": "string"}),
                     ],
                     "responses": {"200": _ok("a page", "Page"), **errors},

@@ -166,6 +166,10 @@ async def test_the_api_refuses_a_large_body_and_a_large_page(
         status, error = await call("GET", "/subscriptions?limit=3")
         assert (status, error["error"]["code"]) == (422, "invalid")
         assert error["error"]["message"] == "limit must be 1 to 2 (admin.max_page_size)"
+        status, document = await call("GET", "/openapi.json")  # says the same
+        listing = document["paths"]["/subscriptions"]["get"]["parameters"]
+        [limit] = [parameter for parameter in listing if parameter["name"] == "limit"]
+        assert (status, limit["schema"]["maximum"]) == (200, 2)
 
         event = encode(new_event("deployment.failed", "/ci", data={"pad": "x" * 70_000}))
         status, found = await call("POST", "/events/match", event)

@@ -42,9 +42,7 @@ from dispatcher.render import EmailMessage, SlackMessage, email_message, slack_m
 from dispatcher.samples import sample_event
 from dispatcher.settings import Settings
 from dispatcher.subscriptions.matcher import Matcher
-from dispatcher.subscriptions.models import (
-    Subscription,
-)
+from dispatcher.subscriptions.models import Subscription
 from dispatcher.subscriptions.store import MemoryStore, SubscriptionStore, YamlStore, watch
 from dispatcher.systemd import Notifier, StatusLine, supervise
 from dispatcher.template_budget import TemplateBudget

@@ -303,12 +303,10 @@ def _guarded_patch(
 
 
 def _refused_host(body: Mapping[str, Any], guard: NetworkGuard) -> list[tuple[str, str]]:
-    """A target URL naming an address the guard refuses (a literal one, or localhost), as the
-    config loader and the API refuse it; a name is judged when delivery resolves it."""
-    target = body.get("target")
-    url = target.get("url") if isinstance(target, dict) else None
-    refused = guard.host_refusal(url) if isinstance(url, str) else None
-    return [] if refused is None else [("target.url", f"refused: {refused}")]
+    from dispatcher.admin.api import target_url_refusal
+
+    refused = target_url_refusal(body, guard)
+    return [] if refused is None else [("target.url", refused)]
 
 
 def _set_patch(args: argparse.Namespace, assignments: list[tuple[list[str], Any]]) -> _Given | int:

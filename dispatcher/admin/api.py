@@ -151,6 +151,16 @@ def _drop_masks(patch: Any, current: Any) -> Any:
     return patch
 
 
+def target_url_refusal(body: Mapping[str, Any], guard: NetworkGuard) -> str | None:
+    """Why a body's `target.url` may not be stored: its host is an address the guard refuses
+    (a literal one, or localhost), as the config loader refuses it. A name is judged when
+    delivery resolves it. Shared by the API and `dispatcher subscriptions`."""
+    target = body.get("target")
+    url = target.get("url") if isinstance(target, Mapping) else None
+    refused = guard.host_refusal(url) if isinstance(url, str) else None
+    return None if refused is None else f"refused: {refused}"
+
+
 class Api:
     def __init__(
         self,
@@ -429,12 +439,8 @@ class Api:
 
     def _host_refusal(self, body: Mapping[str, Any]) -> web.Response | None:
         """A 422 when the body's target URL names an address the guard refuses."""
-        target = body.get("target")
-        url = target.get("url") if isinstance(target, Mapping) else None
-        refused = self._guard.host_refusal(url) if isinstance(url, str) else None
-        if refused is None:
-            return None
-        return _error(422, "invalid", f"refused: {refused}", field="target.url")
+        refused = target_url_refusal(body, self._guard)
+        return None if refused is None else _error(422, "invalid", refused, field="target.url")
 
     @staticmethod
     def _meta_problem(owner: Any, labels: Any) -> str | None:
